@@ -1,0 +1,162 @@
+"""The `incop` command: a thin dispatcher over the library. User errors print one sentence and exit 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .config import read_config_file, set_dotted, validate
+from .criteria import CRITERIA
+from .errors import IncopError
+from .schedules import SCHEDULES
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Information Consistent Pruning for edge deployment.")
+console = Console(stderr=True)
+DEFAULT_RUNS = Path("runs")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def guarded(fn: Callable[..., Any]) -> Any:
+    """Turn a user-facing IncopError into its one sentence and exit status 2."""
+    try:
+        return fn()
+    except IncopError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        console.print("interrupted; re-run the same command to resume from the last finished iteration")
+        raise typer.Exit(130)
+
+
+def build_config(config: Optional[Path], flags: dict[str, Any], overrides: List[str]):
+    """File, then flags, then --set key=value overrides; validated once at the end."""
+    raw = read_config_file(config) if config else {}
+    for dotted, value in flags.items():
+        if value is None:
+            continue
+        if dotted in ("prune.schedule", "prune.criterion"):
+            value = {"kind": value}
+        set_dotted(raw, dotted, value)
+    for item in overrides:
+        if "=" not in item:
+            raise IncopError(f"--set needs KEY=VALUE (got {item!r}), for example --set prune.schedule.p=1.0")
+        key, value = item.split("=", 1)
+        set_dotted(raw, key.strip(), _parse_value(value))
+    return validate(raw)
+
+
+@app.command()
+def prune(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON or TOML run config."),
+    model: Optional[str] = typer.Option(None, help="small-cnn, resnet18, resnet50 or vgg16."),
+    dataset: Optional[str] = typer.Option(None, help="fashion-mnist, mnist, cifar10, imagefolder or synthetic."),
+    data_root: Optional[str] = typer.Option(None, help="Data directory."),
+    train_subset: Optional[int] = typer.Option(None, help="Use this many training images."),
+    test_subset: Optional[int] = typer.Option(None, help="Use this many test images."),
+    schedule: Optional[str] = typer.Option(None, help=f"How much to prune: {', '.join(SCHEDULES.names())}."),
+    criterion: Optional[str] = typer.Option(None, help=f"When to stop retraining: {', '.join(CRITERIA.names())}."),
+    scope: Optional[str] = typer.Option(None, help="global, layer, neuron or filter."),
+    iterations: Optional[int] = typer.Option(None, help="Pruning iterations."),
+    max_epochs: Optional[int] = typer.Option(None, help="Retraining epochs per iteration at most."),
+    finetune_epochs: Optional[int] = typer.Option(None, help="Dense fine-tuning epochs."),
+    epsilon: Optional[float] = typer.Option(None, help="Flow-distance threshold of incop-if / incop-gf."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    set_: List[str] = typer.Option([], "--set", help="Override any config field: --set prune.schedule.p=1.0"),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where run directories live."),
+    run_dir: Optional[Path] = typer.Option(None, help="Use this run directory instead of runs-dir/<config hash>."),
+) -> None:
+    """Fine-tune, then prune iteratively; re-running resumes after the last finished iteration."""
+    from .progress import ProgressPrinter
+    from .runner import run_pruning
+
+    flags = {"model.name": model, "data.name": dataset, "data.root": data_root, "data.train_subset": train_subset,
+             "data.test_subset": test_subset, "prune.schedule": schedule, "prune.criterion": criterion,
+             "prune.scope": scope, "prune.iterations": iterations, "prune.max_epochs": max_epochs,
+             "finetune_epochs": finetune_epochs, "seed": seed, "device": device}
+    if epsilon is not None:
+        set_.append(f"prune.criterion.epsilon={epsilon}")
+
+    def go() -> None:
+        cfg = build_config(config, flags, set_)
+        with ProgressPrinter(console, cfg) as printer:
+            run = run_pruning(cfg, runs_dir, run_dir, printer.on_event)
+        _print_report(run)
+        typer.echo(str(run))
+
+    guarded(go)
+
+
+@app.command()
+def runs(runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where run directories live.")) -> None:
+    """List runs with their status."""
+    from .rundir import list_runs
+
+    rows = list_runs(runs_dir)
+    table = Table("run", "model", "data", "schedule", "criterion", "state", "done", "remaining %", "test acc %")
+    for r in rows:
+        pct = lambda v: "" if v is None else f"{100 * v:.2f}"  # noqa: E731
+        table.add_row(r["run"], r["model"], r["data"], r["schedule"], r["criterion"], r["state"], r["done"],
+                      pct(r["remaining"]), pct(r["test_acc"]))
+    Console().print(table if rows else f"no runs under {runs_dir}")
+
+
+def _resolve_run(run: str, runs_dir: Path) -> Path:
+    for candidate in (Path(run), runs_dir / run):
+        if (candidate / "config.json").is_file():
+            return candidate
+    matches = [p for p in runs_dir.glob(f"{run}*") if (p / "config.json").is_file()] if runs_dir.is_dir() else []
+    if len(matches) == 1:
+        return matches[0]
+    raise IncopError(f"no run {run!r} under {runs_dir}; list runs with `incop runs`")
+
+
+def _print_report(run: Path, as_json: bool = False) -> None:
+    from .report import iteration_rows, totals
+    from .rundir import load_records, read_status
+
+    records = load_records(run)
+    if as_json:
+        typer.echo(json.dumps({"run": run.name, "status": read_status(run), "totals": totals(records),
+                               "iterations": iteration_rows(records)}, indent=2))
+        return
+    rows = iteration_rows(records)
+    table = Table(*(rows[0].keys() if rows else ["iter"]), title=f"run {run.name} ({read_status(run)['state']})")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    Console().print(table)
+    t = totals(records)
+    Console().print(f"retraining epochs {t['retrain_epochs']}, pruning wall {t['pruning_wall_seconds']:.1f} s, "
+                    f"flow share {100 * t['flow_share']:.1f} %")
+
+
+@app.command()
+def report(run: str = typer.Argument(..., help="Run hash (or a prefix) or directory."),
+           runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where run directories live."),
+           as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Show a run's iteration table."""
+    guarded(lambda: _print_report(_resolve_run(run, runs_dir), as_json))
+
+
+def main() -> None:
+    app(prog_name="incop")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

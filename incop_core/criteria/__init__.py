@@ -1,0 +1,51 @@
+"""When to stop retraining: a criterion takes an epoch's record and answers stop or go.
+
+The training function always stops at `max_epochs`; criteria may stop it earlier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional, Protocol
+
+import numpy as np
+from torch import nn
+
+from ..masks import Mask
+from ..registry import Registry
+
+FLOW, ACCURACY, MAX_EPOCHS = "flow", "accuracy", "max-epochs"
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int  # epochs trained so far in this iteration (1-based)
+    val_acc: float
+    train_loss: float
+    model: nn.Module
+    mask: Mask
+
+
+@dataclass(frozen=True)
+class Verdict:
+    stop: bool
+    reason: Optional[str] = None
+    distance: Optional[float] = None
+    flow_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class CriterionContext:
+    dense_best_val_acc: float
+    reference: Mapping[str, np.ndarray]  # the dense network's flows, by signal ("if", "gf")
+    measure: Callable[[str, nn.Module, Mask], np.ndarray]  # computes a signal on the probe set
+
+
+class Criterion(Protocol):
+    def check(self, epoch: EpochRecord) -> Verdict:
+        """Stop or go after this epoch."""
+
+
+CRITERIA: Registry[Criterion] = Registry("criterion")
+
+from . import accuracy, fixed, flow  # noqa: E402,F401  (registers the built-in criteria)

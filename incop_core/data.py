@@ -1,0 +1,178 @@
+"""Data sets as in-memory uint8 tensors with a seeded train/validation split (SPEC 4, stage 1).
+
+The test split is only ever used for reported figures; stopping decisions use validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Literal, Optional
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import DataError
+from .idx import read_idx
+
+DEFAULT_FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
+IDX_STEMS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["fashion-mnist", "mnist", "cifar10", "imagefolder", "synthetic"] = Field(
+        "fashion-mnist", description="Data set: IDX files, a torchvision root, an ImageFolder tree, or synthetic test data.")
+    root: Optional[str] = Field(None, description="Where the data lives; fashion-mnist defaults to the Debian package's directory.")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="Share of the training split held out for validation.")
+    train_subset: Optional[int] = Field(None, ge=10, description="Use only this many training images (seeded choice).")
+    test_subset: Optional[int] = Field(None, ge=10, description="Use only this many test images (seeded choice).")
+    download: bool = Field(False, description="Let torchvision download MNIST/CIFAR-10 when missing (needs a network).")
+    image_size: int = Field(32, ge=8, le=512, description="Side length for imagefolder and synthetic images.")
+    channels: int = Field(1, ge=1, le=3, description="Channels of synthetic images.")
+    num_classes: int = Field(4, ge=2, le=100, description="Classes of synthetic data.")
+    synthetic_size: int = Field(512, ge=20, description="Training images of synthetic data (test gets a quarter).")
+
+
+@dataclass(frozen=True)
+class Split:
+    images: torch.Tensor  # uint8, N x C x H x W
+    labels: torch.Tensor  # int64, N
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> "Split":
+        return Split(self.images[index], self.labels[index])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])
+
+
+def _find_idx(root: Path, stem: str) -> Path:
+    for folder in (root, root / "FashionMNIST" / "raw", root / "MNIST" / "raw", root / "raw"):
+        for name in (stem, stem + ".gz"):
+            if (folder / name).is_file():
+                return folder / name
+    raise DataError(f"{stem}[.gz] not found under {root}; install the data (apt-get install dataset-fashion-mnist) or pass --data-root")
+
+
+def _load_idx_pair(root: Path, split: str) -> Split:
+    images, labels = (read_idx(_find_idx(root, stem)) for stem in IDX_STEMS[split])
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"IDX files under {root} do not pair up ({images.shape} images, {labels.shape} labels); check --data-root")
+    return Split(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
+
+
+def _load_cifar10(root: Path, download: bool) -> tuple[Split, Split]:
+    from torchvision.datasets import CIFAR10
+
+    def split(train: bool) -> Split:
+        data = CIFAR10(str(root), train=train, download=download)
+        return Split(torch.from_numpy(data.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(data.targets))
+
+    try:
+        return split(True), split(False)
+    except RuntimeError as exc:
+        raise DataError(f"CIFAR-10 not found under {root}; place cifar-10-batches-py there or pass --set data.download=true") from exc
+    except OSError as exc:
+        raise DataError(f"could not download CIFAR-10 to {root} ({exc}); copy the files there instead") from exc
+
+
+def _load_imagefolder(root: Path, size: int) -> tuple[Split, Split]:
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms import functional as F
+
+    def split(name: str) -> Split:
+        folder = ImageFolder(str(root / name))
+        images = [F.pil_to_tensor(F.resize(img.convert("RGB"), [size, size])) for img, _ in folder]
+        return Split(torch.stack(images), torch.tensor(folder.targets))
+
+    if not (root / "train").is_dir() or not (root / "test").is_dir():
+        raise DataError(f"ImageFolder root {root} needs train/ and test/ subdirectories with one folder per class")
+    return split("train"), split("test")
+
+
+def _synthetic(cfg: DataConfig, seed: int) -> tuple[Split, Split]:
+    """Learnable synthetic images: a fixed random template per class plus noise."""
+    gen = torch.Generator().manual_seed(seed + 7919)
+    shape = (cfg.channels, cfg.image_size, cfg.image_size)
+    templates = torch.rand((cfg.num_classes, *shape), generator=gen) * 255
+
+    def split(n: int) -> Split:
+        labels = torch.randint(0, cfg.num_classes, (n,), generator=gen)
+        noise = torch.randn((n, *shape), generator=gen) * 60
+        return Split((templates[labels] + noise).clamp(0, 255).to(torch.uint8), labels)
+
+    return split(cfg.synthetic_size), split(max(cfg.synthetic_size // 4, 10))
+
+
+def _raw_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split]:
+    if cfg.name == "synthetic":
+        return _synthetic(cfg, seed)
+    root = Path(cfg.root or (DEFAULT_FASHION_ROOT if cfg.name == "fashion-mnist" else ""))
+    if not cfg.root and cfg.name != "fashion-mnist":
+        raise DataError(f"data set {cfg.name} needs a root directory; pass --data-root")
+    if not root.is_dir() and not (cfg.download and cfg.name in ("mnist", "cifar10")):
+        raise DataError(f"data directory {root} does not exist; install the data (apt-get install dataset-fashion-mnist) or pass --data-root")
+    if cfg.name == "cifar10":
+        return _load_cifar10(root, cfg.download)
+    if cfg.name == "imagefolder":
+        return _load_imagefolder(root, cfg.image_size)
+    if cfg.name == "mnist" and cfg.download:
+        from torchvision.datasets import MNIST
+
+        try:
+            MNIST(str(root), download=True)
+        except OSError as exc:
+            raise DataError(f"could not download MNIST to {root} ({exc}); copy the IDX files there instead") from exc
+    return _load_idx_pair(root, "train"), _load_idx_pair(root, "test")
+
+
+def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
+    """Load, subset and split the data; the same config and seed always give the same splits."""
+    full_train, test = _raw_splits(cfg, seed)
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(full_train), generator=gen)
+    if cfg.train_subset:
+        order = order[: cfg.train_subset]
+    n_val = max(1, int(round(len(order) * cfg.val_fraction)))
+    if cfg.test_subset and cfg.test_subset < len(test):
+        test = test.subset(torch.randperm(len(test), generator=gen)[: cfg.test_subset])
+    train, val = full_train.subset(order[n_val:]), full_train.subset(order[:n_val])
+    pixels = train.images.double() / 255
+    mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
+    std = tuple(pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
+    num_classes = max(int(full_train.labels.max()), int(test.labels.max())) + 1
+    return Dataset(cfg.name, train, val, test, num_classes, mean, std)
+
+
+def batches(split: Split, batch_size: int, dataset: Dataset, device: torch.device,
+            generator: Optional[torch.Generator] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Normalised float batches on `device`; shuffled when a generator is given."""
+    n = len(split)
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    mean = torch.tensor(dataset.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(dataset.std, device=device).view(1, -1, 1, 1)
+    on_device = split.images.device == device
+    for start in range(0, n, batch_size):
+        index = order[start:start + batch_size]
+        if on_device:
+            index = index.to(device)
+        images = split.images[index].to(device, non_blocking=True)
+        labels = split.labels[index].to(device, non_blocking=True)
+        yield (images.float() / 255 - mean) / std, labels

@@ -1,0 +1,106 @@
+"""Which weights to prune: one magnitude function shared by every schedule (SPEC 3.1).
+
+Schedules answer "how many" as counts keyed by group: "*" means one ranking over the whole
+scope (global weights, or all filters), a layer name means a ranking inside that layer.
+Only surviving weights are ranked and exactly the asked count is pruned (ties by position).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Mapping
+
+import torch
+
+from .masks import Mask
+
+Scope = Literal["global", "layer", "neuron", "filter"]
+SCOPES: tuple[str, ...] = ("global", "layer", "neuron", "filter")
+ALL = "*"
+
+
+def filter_layers(weights: Mapping[str, torch.Tensor]) -> list[str]:
+    """Layers whose output channels may be removed: all but the last (its outputs are the classes)."""
+    return list(weights)[:-1]
+
+
+def filter_norms(weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """L2 norm of each output channel's (masked) filter."""
+    return (weight.detach() * keep).reshape(weight.shape[0], -1).norm(dim=1).float().cpu()
+
+
+def alive_filters(keep: torch.Tensor) -> torch.Tensor:
+    return keep.reshape(keep.shape[0], -1).any(dim=1)
+
+
+def survivors(weights: Mapping[str, torch.Tensor], mask: Mask, scope: str) -> dict[str, torch.Tensor]:
+    """The values a schedule measures, per group: surviving weights, or surviving filters' norms."""
+    if scope == "filter":
+        per_layer = {
+            n: filter_norms(weights[n], mask.tensors[n])[alive_filters(mask.tensors[n])] for n in filter_layers(weights)
+        }
+    else:
+        per_layer = {n: w.detach().cpu().float()[mask.tensors[n]] for n, w in weights.items()}
+    if scope in ("global", "filter"):
+        return {ALL: torch.cat(list(per_layer.values())) if per_layer else torch.zeros(0)}
+    return per_layer
+
+
+def _smallest(scores: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices of the `count` smallest scores (inf marks already-pruned entries), ties by position."""
+    count = max(0, min(count, int(torch.isfinite(scores).sum())))
+    return torch.argsort(scores, stable=True)[:count]
+
+
+def _prune_unstructured(weights, keep: dict[str, torch.Tensor], names: list[str], count: int) -> None:
+    scores = torch.cat([_scores(weights[n], keep[n]).flatten() for n in names])
+    flat = torch.cat([keep[n].flatten() for n in names])
+    flat[_smallest(scores, count)] = False
+    for name, chunk in zip(names, torch.split(flat, [keep[n].numel() for n in names])):
+        keep[name] = chunk.reshape(keep[name].shape)
+
+
+def _scores(weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    scores = weight.detach().abs().float().cpu()
+    return torch.where(keep, scores, torch.full_like(scores, float("inf")))
+
+
+def _prune_neurons(weight: torch.Tensor, keep: torch.Tensor, count: int) -> torch.Tensor:
+    """Prune the same fraction of each output row's survivors, ranked inside the row."""
+    alive = int(keep.sum())
+    rows = keep.reshape(keep.shape[0], -1).clone()
+    per_row = torch.floor(rows.sum(dim=1) * (count / max(alive, 1))).long()
+    order = torch.argsort(_scores(weight, keep).reshape(rows.shape), dim=1, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(rows.shape[1]).expand_as(order).contiguous())
+    rows &= rank >= per_row[:, None]
+    return rows.reshape(keep.shape)
+
+
+def _prune_filters(weights, keep: dict[str, torch.Tensor], names: list[str], count: int) -> None:
+    """Remove whole output channels, never the last live one of a layer."""
+    norms, owners = [], []
+    for name in names:
+        layer_norms = filter_norms(weights[name], keep[name])
+        alive = alive_filters(keep[name])
+        layer_norms[~alive] = float("inf")
+        if int(alive.sum()) > 0:
+            layer_norms[torch.argmax(torch.where(alive, layer_norms, torch.tensor(-1.0)))] = float("inf")
+        norms.append(layer_norms)
+        owners += [(name, i) for i in range(len(layer_norms))]
+    for index in _smallest(torch.cat(norms), count).tolist():
+        name, channel = owners[index]
+        keep[name][channel] = False
+
+
+def prune(weights: Mapping[str, torch.Tensor], mask: Mask, counts: Mapping[str, int], scope: str) -> Mask:
+    """Return a new, smaller mask pruning `counts` (weights, or filters in `filter` scope) by magnitude."""
+    keep = {name: t.clone() for name, t in mask.tensors.items()}
+    for group, count in counts.items():
+        if count <= 0:
+            continue
+        if scope == "filter":
+            _prune_filters(weights, keep, filter_layers(weights) if group == ALL else [group], count)
+        elif scope == "neuron" and group != ALL:
+            keep[group] = _prune_neurons(weights[group], keep[group], count)
+        else:
+            _prune_unstructured(weights, keep, list(weights) if group == ALL else [group], count)
+    return Mask(keep)

@@ -1,0 +1,99 @@
+"""The pruning mask as a value object: validated, saved with a sparsity report, only ever shrinking."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from .errors import IncopError
+from .fileio import write_bytes_atomic, write_json_atomic
+
+
+def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Every Conv2d and Linear weight with dim > 1, in named_modules() order (SPEC 2)."""
+    return {
+        f"{name}.weight": module.weight
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and module.weight.dim() > 1
+    }
+
+
+@dataclass(frozen=True)
+class Mask:
+    """One boolean tensor per prunable weight; True keeps the weight."""
+
+    tensors: Mapping[str, torch.Tensor]
+
+    def __post_init__(self) -> None:
+        clean = {}
+        for name, tensor in self.tensors.items():
+            if tensor.dtype != torch.bool:
+                if not torch.all((tensor == 0) | (tensor == 1)):
+                    raise IncopError(f"mask for {name} holds values other than 0 and 1; rebuild the mask")
+                tensor = tensor != 0
+            clean[name] = tensor.detach().to("cpu")
+        object.__setattr__(self, "tensors", clean)
+
+    @classmethod
+    def dense(cls, model: nn.Module) -> "Mask":
+        return cls({name: torch.ones_like(w, dtype=torch.bool, device="cpu") for name, w in prunable_weights(model).items()})
+
+    def check_matches(self, model: nn.Module) -> None:
+        """Raise unless this mask has exactly one tensor of the right shape per prunable weight."""
+        weights = prunable_weights(model)
+        if set(weights) != set(self.tensors):
+            missing = sorted(set(weights) ^ set(self.tensors))[:3]
+            raise IncopError(f"mask does not match the model (layers differ: {missing}); use the mask saved with this run")
+        for name, weight in weights.items():
+            if tuple(weight.shape) != tuple(self.tensors[name].shape):
+                raise IncopError(f"mask for {name} has shape {tuple(self.tensors[name].shape)} but the weight has {tuple(weight.shape)}")
+
+    def remaining(self) -> dict[str, int]:
+        return {name: int(t.sum()) for name, t in self.tensors.items()}
+
+    def total(self) -> int:
+        return sum(t.numel() for t in self.tensors.values())
+
+    def remaining_total(self) -> int:
+        return sum(self.remaining().values())
+
+    def is_subset_of(self, other: "Mask") -> bool:
+        """True when every weight this mask keeps is kept by `other` too."""
+        return self.tensors.keys() == other.tensors.keys() and all(
+            not torch.any(self.tensors[n] & ~other.tensors[n]) for n in self.tensors
+        )
+
+    def apply_(self, model: nn.Module) -> None:
+        """Zero the masked weights of `model` in place."""
+        with torch.no_grad():
+            for name, weight in prunable_weights(model).items():
+                weight.mul_(self.tensors[name].to(device=weight.device, dtype=weight.dtype))
+
+    def sparsity_report(self) -> dict:
+        layers = {
+            name: {"total": t.numel(), "remaining": int(t.sum()), "sparsity": 1.0 - int(t.sum()) / t.numel()}
+            for name, t in self.tensors.items()
+        }
+        remaining, total = self.remaining_total(), self.total()
+        return {"total": total, "remaining": remaining, "sparsity": 1.0 - remaining / max(total, 1), "layers": layers}
+
+    def save(self, path: Path) -> None:
+        """Save the mask and, beside it, `<name>.json` with its per-layer sparsity report."""
+        path = Path(path)
+        buffer = io.BytesIO()
+        torch.save({name: t.clone() for name, t in self.tensors.items()}, buffer)
+        write_bytes_atomic(path, buffer.getvalue())
+        write_json_atomic(path.with_suffix(".json"), self.sparsity_report())
+
+    @classmethod
+    def load(cls, path: Path) -> "Mask":
+        try:
+            tensors = torch.load(Path(path), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise IncopError(f"mask file {path} is unreadable ({type(exc).__name__}); delete it to recompute that iteration") from exc
+        return cls(tensors)

@@ -1,0 +1,25 @@
+"""Every file name in a run directory, in one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONFIG = "config.json"
+STATUS = "status.json"
+LOCK = ".lock"
+DENSE_WEIGHTS = "dense.pt"
+FINETUNE = "finetune.json"
+REFERENCE = "reference.json"
+ITERATIONS = "iterations"
+RECORDS = "records.json"
+WEIGHTS = "weights.pt"
+MASK = "mask.pt"
+RECORD = "record.json"
+
+
+def run_dir(root: Path, config_hash: str) -> Path:
+    return Path(root) / config_hash
+
+
+def iteration_dir(run: Path, iteration: int) -> Path:
+    return Path(run) / ITERATIONS / f"{iteration:04d}"

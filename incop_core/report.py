@@ -1,0 +1,36 @@
+"""Iteration tables for the CLI, the flows and the README: pure functions over run records."""
+
+from __future__ import annotations
+
+COLUMNS = ("iter", "remaining %", "epochs", "stop", "val acc %", "test acc %", "wall s", "flow s", "last distance")
+
+
+def iteration_rows(records: list[dict]) -> list[dict]:
+    rows = []
+    for r in records:
+        last = r["distances"][-1]["distance"] if r.get("distances") else None
+        rows.append({"iter": r["iteration"], "remaining %": round(100 * r["remaining_fraction"], 2),
+                     "epochs": r["epochs"], "stop": r["stop_reason"], "val acc %": round(100 * r["val_acc"], 2),
+                     "test acc %": round(100 * r["test_acc"], 2), "wall s": round(r["wall_seconds"], 1),
+                     "flow s": round(r["flow_seconds"], 2), "last distance": None if last is None else round(last, 4)})
+    return rows
+
+
+def totals(records: list[dict]) -> dict:
+    """Retraining totals over iterations >= 1 (iteration 0 is the dense fine-tune)."""
+    pruning = [r for r in records if r["iteration"] >= 1]
+    wall = sum(r["wall_seconds"] for r in pruning)
+    flow = sum(r["flow_seconds"] for r in pruning)
+    return {"iterations": len(pruning), "retrain_epochs": sum(r["epochs"] for r in pruning),
+            "pruning_wall_seconds": wall, "flow_seconds": flow, "flow_share": flow / wall if wall else 0.0,
+            "final_remaining_fraction": records[-1]["remaining_fraction"] if records else None,
+            "final_test_acc": records[-1]["test_acc"] if records else None}
+
+
+def markdown_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(no finished iterations)\n"
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("" if row[c] is None else str(row[c]) for c in header) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,159 @@
+"""The IMP runner: fine-tune, reference flows, then prune / rewind / retrain until the criterion stops.
+
+Every stage writes its output atomically and returns it when it is already there, so a re-run
+resumes after the last finished iteration and a finished run does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from . import magnitude, paths
+from .config import RunConfig
+from .criteria import CRITERIA, CriterionContext
+from .data import Dataset, batches, load_dataset
+from .devices import place_dataset, prepare_model, resolve
+from .errors import IncopError
+from .fileio import read_json, save_torch_atomic, write_json_atomic
+from .flows import gradient_flow, information_flow
+from .masks import Mask, prunable_weights
+from .models import build_model
+from .rundir import clear_partial, finished_iterations, load_records, locked, open_run, read_status, write_status
+from .schedules import SCHEDULES, PruneState
+from .train import evaluate, train
+
+Events = Callable[[str, dict], None]
+
+
+def _quiet(kind: str, info: dict) -> None:
+    return None
+
+
+class Pruning:
+    """State shared by the stages of one run."""
+
+    def __init__(self, config: RunConfig, run: Path, on_event: Events) -> None:
+        self.config, self.run, self.emit = config, run, on_event
+        self.device = resolve(config.device)
+        self.data: Dataset = place_dataset(load_dataset(config.data, config.seed), self.device)
+        torch.manual_seed(config.seed)
+        model = build_model(config.model, self.data.input_shape, self.data.num_classes)
+        self.model = prepare_model(model, self.device)
+        gen = torch.Generator().manual_seed(config.seed + 1)
+        index = torch.randperm(len(self.data.train), generator=gen)[: config.prune.probe_size]
+        self.probe_split = self.data.train.subset(index.to(self.data.train.labels.device))
+
+    def probe(self):
+        return batches(self.probe_split, self.config.prune.probe_batch, self.data, self.device)
+
+    def measure(self, signal: str, model: torch.nn.Module, mask: Mask) -> np.ndarray:
+        return information_flow(model, self.probe) if signal == "if" else gradient_flow(model, self.probe, mask)
+
+    def record(self, iteration: int, mask: Mask, epochs: int, stop: str, history: list[dict],
+               wall: float, flow_seconds: float, extra: Optional[dict] = None) -> dict:
+        return {"iteration": iteration, "remaining": mask.remaining_total(), "total": mask.total(),
+                "remaining_fraction": mask.remaining_total() / mask.total(), "remaining_per_layer": mask.remaining(),
+                "epochs": epochs, "stop_reason": stop,
+                "distances": [{"epoch": h["epoch"], "distance": h["distance"]} for h in history if h["distance"] is not None],
+                "history": history, "val_acc": evaluate(self.model, self.data.val, self.data, self.device),
+                "test_acc": evaluate(self.model, self.data.test, self.data, self.device),
+                "wall_seconds": wall, "flow_seconds": flow_seconds, **(extra or {})}
+
+    def save_iteration(self, iteration: int, mask: Mask, record: dict) -> None:
+        """Write weights, mask and record into a temporary folder, then rename it into place."""
+        final = paths.iteration_dir(self.run, iteration)
+        tmp = final.with_name(final.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_torch_atomic(tmp / paths.WEIGHTS, {k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+        mask.save(tmp / paths.MASK)
+        write_json_atomic(tmp / paths.RECORD, record)
+        os.replace(tmp, final)
+
+    def load_iteration(self, iteration: int) -> tuple[dict, Mask]:
+        folder = paths.iteration_dir(self.run, iteration)
+        try:
+            state = torch.load(folder / paths.WEIGHTS, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise IncopError(f"checkpoint {folder / paths.WEIGHTS} is unreadable; delete {folder} to recompute that iteration") from exc
+        return state, Mask.load(folder / paths.MASK)
+
+    def finetune(self) -> tuple[dict, Mask]:
+        """Iteration 0: dense fine-tuning, keeping the best validation epoch, then reference flows."""
+        if 0 in finished_iterations(self.run):
+            return self.load_iteration(0)
+        self.emit("stage", {"name": "finetune", "epochs": self.config.finetune_epochs})
+        start, mask = time.perf_counter(), Mask.dense(self.model)
+        criterion = CRITERIA.build(CRITERIA.config_for("fixed-epochs")(), CriterionContext(1.0, {}, self.measure))
+        result = train(self.model, self.data, mask, self.config.optim, criterion, self.config.finetune_epochs, self.device,
+                       self.config.seed, keep_best=True, on_epoch=lambda row: self.emit("epoch", {"iteration": 0, **row}))
+        self.model.load_state_dict(result.best_state)
+        flow_start = time.perf_counter()
+        reference = {signal: self.measure(signal, self.model, mask).tolist() for signal in ("if", "gf")}
+        flow_seconds = time.perf_counter() - flow_start
+        record = self.record(0, mask, result.epochs, "finetune", result.history, time.perf_counter() - start,
+                             flow_seconds, {"dense_best_val_acc": result.best_val_acc, "reference": reference})
+        self.save_iteration(0, mask, record)
+        self.emit("iteration", record)
+        return self.load_iteration(0)
+
+    def iterate(self, t: int, dense: dict, previous: tuple[dict, Mask], context: CriterionContext) -> tuple[dict, Mask]:
+        """Prune the previous iteration's trained weights, rewind to the dense weights, retrain."""
+        if t in finished_iterations(self.run):
+            return self.load_iteration(t)
+        start, prune = time.perf_counter(), self.config.prune
+        self.emit("stage", {"name": "iteration", "iteration": t, "max_epochs": prune.max_epochs})
+        self.model.load_state_dict(previous[0])
+        weights = {n: w.detach() for n, w in prunable_weights(self.model).items()}
+        state = PruneState(weights, previous[1], prune.scope, t, self.model, self.probe)
+        counts = SCHEDULES.build(prune.schedule).prune_counts(state)
+        mask = magnitude.prune(weights, previous[1], counts, prune.scope)
+        self.model.load_state_dict(dense)
+        mask.apply_(self.model)
+        criterion = CRITERIA.build(prune.criterion, context)
+        result = train(self.model, self.data, mask, self.config.optim, criterion, prune.max_epochs, self.device,
+                       self.config.seed + 1000 * t, on_epoch=lambda row: self.emit("epoch", {"iteration": t, **row}))
+        record = self.record(t, mask, result.epochs, result.stop_reason, result.history,
+                             time.perf_counter() - start, result.flow_seconds, {"pruned": sum(counts.values())})
+        self.save_iteration(t, mask, record)
+        self.emit("iteration", record)
+        return self.load_iteration(t)
+
+
+def run_pruning(config: RunConfig, root: Path, run: Optional[Path] = None, on_event: Events = _quiet) -> Path:
+    """Run (or resume) the whole pruning loop; returns the run directory."""
+    run = Path(run) if run else paths.run_dir(root, config.config_hash())
+    finished = read_status(run)["state"] == "finished"
+    job = None if finished else Pruning(config, run, on_event)  # device and data errors before any file is written
+    open_run(config, root, run)
+    total = config.prune.iterations
+    with locked(run):
+        if read_status(run)["state"] == "finished" and len(finished_iterations(run)) == total + 1:
+            on_event("finished", {"run": str(run), "resumed": True})
+            return run
+        clear_partial(run)
+        write_status(run, "running", max(len(finished_iterations(run)) - 1, 0), total)
+        try:
+            job = job or Pruning(config, run, on_event)
+            previous = job.finetune()
+            dense = previous[0]
+            dense_record = read_json(paths.iteration_dir(run, 0) / paths.RECORD)
+            context = CriterionContext(dense_record["dense_best_val_acc"],
+                                       {k: np.array(v) for k, v in dense_record["reference"].items()}, job.measure)
+            for t in range(1, total + 1):
+                previous = job.iterate(t, dense, previous, context)
+                write_status(run, "running", t, total)
+        except BaseException as exc:
+            write_status(run, "failed", max(len(finished_iterations(run)) - 1, 0), total, str(exc) or type(exc).__name__)
+            raise
+        write_json_atomic(run / paths.RECORDS, load_records(run))
+        write_status(run, "finished", total, total)
+    on_event("finished", {"run": str(run), "resumed": False})
+    return run

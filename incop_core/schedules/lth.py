@@ -1,0 +1,27 @@
+"""Lottery Ticket / IMP: prune a fixed fraction of the survivors each iteration (SPEC 3.2)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..magnitude import survivors
+from . import SCHEDULES, PruneState
+
+
+class LthConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["lth"] = "lth"
+    fraction: float = Field(0.2, gt=0, lt=1, description="Share of the surviving weights pruned each iteration.")
+
+
+@SCHEDULES.register("lth", LthConfig)
+class FixedFraction:
+    def __init__(self, config: LthConfig) -> None:
+        self.config = config
+
+    def prune_counts(self, state: PruneState) -> dict[str, int]:
+        groups = survivors(state.weights, state.mask, state.scope)
+        return {group: math.floor(self.config.fraction * values.numel()) for group, values in groups.items()}

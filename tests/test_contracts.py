@@ -1,0 +1,92 @@
+"""Contract tests over every registered schedule and criterion."""
+
+import typing
+
+import numpy as np
+import pytest
+import torch
+from pydantic import BaseModel
+
+from incop_core import magnitude
+from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
+from incop_core.masks import Mask, prunable_weights
+from incop_core.models import ModelConfig, build_model
+from incop_core.registry import Registry
+from incop_core.schedules import SCHEDULES, PruneState
+
+
+def _fields_documented(config: type[BaseModel]) -> bool:
+    return all(f.description for n, f in config.model_fields.items() if n != "kind")
+
+
+@pytest.mark.parametrize("name", SCHEDULES.names() + CRITERIA.names())
+def test_every_plugin_config_has_its_kind_and_documented_fields(name):
+    registry = SCHEDULES if name in SCHEDULES.names() else CRITERIA
+    config = registry.config_for(name)
+    assert typing.get_args(config.model_fields["kind"].annotation) == (name,)
+    assert config().kind == name
+    assert _fields_documented(config)
+
+
+@pytest.mark.parametrize("name", SCHEDULES.names())
+@pytest.mark.parametrize("scope", magnitude.SCOPES)
+def test_schedule_counts_are_within_survivors_and_prune_shrinks_the_mask(name, scope):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=8), (1, 16, 16), 4)
+    weights = {n: w.detach() for n, w in prunable_weights(model).items()}
+    mask = Mask.dense(model)
+    for t in (1, 2, 3):
+        state = PruneState(weights, mask, scope, t, model, None)
+        counts = SCHEDULES.build(SCHEDULES.config_for(name)()).prune_counts(state)
+        groups = magnitude.survivors(weights, mask, scope)
+        assert counts and all(0 <= counts[g] <= groups[g].numel() for g in counts)
+        new = magnitude.prune(weights, mask, counts, scope)
+        assert new.is_subset_of(mask) and new.remaining_total() <= mask.remaining_total()
+        if scope == "global":  # random weights are never flat enough for a schedule to prune nothing
+            assert new.remaining_total() < mask.remaining_total()
+        mask = new
+
+
+@pytest.mark.parametrize("name", CRITERIA.names())
+def test_criterion_answers_a_verdict_and_never_stops_before_it_should(name):
+    model = build_model(ModelConfig(width=8), (1, 16, 16), 4)
+    mask = Mask.dense(model)
+    far = {"if": np.array([5.0, 5.0, 5.0]), "gf": np.array([50.0, 50.0, 50.0, 50.0])}
+    measure = lambda signal, m, k: np.zeros_like(far[signal])  # noqa: E731
+    criterion = CRITERIA.build(CRITERIA.config_for(name)(), CriterionContext(0.9, far, measure))
+    verdict = criterion.check(EpochRecord(1, 0.5, 1.0, model, mask))
+    assert isinstance(verdict, Verdict) and not verdict.stop  # far flow, low accuracy: go on
+    if name.startswith("incop"):
+        assert verdict.distance > 0
+        close = CRITERIA.build(CRITERIA.config_for(name)(), CriterionContext(0.9, {k: np.zeros_like(v) for k, v in far.items()}, measure))
+        assert close.check(EpochRecord(1, 0.5, 1.0, model, mask)).reason == "flow"
+    if name != "fixed-epochs":
+        assert criterion.check(EpochRecord(2, 0.95, 1.0, model, mask)).reason == "accuracy"
+
+
+def test_non_finite_flow_is_never_consistent():
+    model = build_model(ModelConfig(width=8), (1, 16, 16), 4)
+    measure = lambda signal, m, k: np.array([np.nan, 0.0, 0.0])  # noqa: E731
+    criterion = CRITERIA.build(CRITERIA.config_for("incop-if")(), CriterionContext(0.9, {"if": np.zeros(3)}, measure))
+    assert not criterion.check(EpochRecord(1, 0.5, 1.0, model, Mask.dense(model))).stop
+
+
+def test_check_every_skips_epochs_between_checks():
+    model = build_model(ModelConfig(width=8), (1, 16, 16), 4)
+    calls = []
+    measure = lambda signal, m, k: calls.append(1) or np.ones(3)  # noqa: E731
+    config = CRITERIA.config_for("incop-if")(check_every=3)
+    criterion = CRITERIA.build(config, CriterionContext(0.9, {"if": np.zeros(3)}, measure))
+    for epoch in range(1, 7):
+        criterion.check(EpochRecord(epoch, 0.1, 1.0, model, Mask.dense(model)))
+    assert len(calls) == 2
+
+
+def test_registry_refuses_duplicate_names_and_lists_names():
+    registry: Registry = Registry("thing")
+    registry.register("a", BaseModel)(object)
+    with pytest.raises(ValueError, match="twice"):
+        registry.register("a", BaseModel)(object)
+    assert registry.names() == ["a"]
+    assert {"lth", "sap"} <= set(SCHEDULES.names())
+    assert {"fixed-epochs", "accuracy", "incop-if", "incop-gf"} <= set(CRITERIA.names())

@@ -1,0 +1,104 @@
+"""Masks, magnitude pruning in every scope, and masked training."""
+
+import pytest
+import torch
+from torch import nn
+
+from incop_core import magnitude
+from incop_core.config import OptimConfig
+from incop_core.criteria import CRITERIA, CriterionContext
+from incop_core.data import DataConfig, load_dataset
+from incop_core.errors import IncopError
+from incop_core.masks import Mask, prunable_weights
+from incop_core.models import ModelConfig, build_model
+from incop_core.train import train
+
+
+def _model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(2, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 4 * 4, 5), nn.ReLU(), nn.Linear(5, 3))
+
+
+def test_mask_rejects_non_binary_values_and_wrong_shapes():
+    with pytest.raises(IncopError, match="other than 0 and 1"):
+        Mask({"w": torch.tensor([0.0, 0.5])})
+    model = _model()
+    bad = Mask({**Mask.dense(model).tensors, "0.weight": torch.ones(1, dtype=torch.bool)})
+    with pytest.raises(IncopError, match="shape"):
+        bad.check_matches(model)
+
+
+def test_mask_save_load_round_trip_with_report(tmp_path):
+    model = _model()
+    mask = magnitude.prune(prunable_weights(model), Mask.dense(model), {"*": 100}, "global")
+    mask.save(tmp_path / "mask.pt")
+    loaded = Mask.load(tmp_path / "mask.pt")
+    assert all(torch.equal(loaded.tensors[n], mask.tensors[n]) for n in mask.tensors)
+    report = (tmp_path / "mask.json").read_text()
+    assert '"remaining"' in report and str(mask.remaining_total()) in report
+
+
+@pytest.mark.parametrize("scope", magnitude.SCOPES)
+def test_masks_only_shrink_over_iterations(scope):
+    model, mask = _model(), None
+    mask = Mask.dense(model)
+    weights = prunable_weights(model)
+    for _ in range(4):
+        groups = magnitude.survivors(weights, mask, scope)
+        counts = {g: int(0.3 * v.numel()) for g, v in groups.items()}
+        smaller = magnitude.prune(weights, mask, counts, scope)
+        assert smaller.is_subset_of(mask)
+        assert smaller.remaining_total() < mask.remaining_total()
+        mask = smaller
+
+
+def test_global_scope_prunes_exactly_the_asked_count_even_with_ties():
+    weights = {"a.weight": torch.ones(4, 5), "b.weight": torch.ones(3, 5)}
+    mask = magnitude.prune(weights, Mask({n: torch.ones_like(w) for n, w in weights.items()}), {"*": 7}, "global")
+    assert mask.remaining_total() == 35 - 7
+
+
+def test_layer_scope_ranks_inside_each_layer():
+    weights = {"a.weight": torch.arange(1.0, 13).reshape(3, 4), "b.weight": torch.arange(100.0, 112).reshape(3, 4)}
+    mask = Mask({n: torch.ones_like(w) for n, w in weights.items()})
+    pruned = magnitude.prune(weights, mask, {"a.weight": 3, "b.weight": 6}, "layer")
+    assert pruned.remaining() == {"a.weight": 9, "b.weight": 6}
+    assert not pruned.tensors["a.weight"].flatten()[:3].any() and pruned.tensors["a.weight"].flatten()[3:].all()
+
+
+def test_neuron_scope_prunes_the_same_share_of_every_row():
+    w = torch.randn(4, 10, generator=torch.Generator().manual_seed(0))
+    pruned = magnitude.prune({"a.weight": w}, Mask({"a.weight": torch.ones(4, 10)}), {"a.weight": 20}, "neuron")
+    rows = pruned.tensors["a.weight"]
+    assert rows.sum(dim=1).tolist() == [5, 5, 5, 5]
+    for row in range(4):  # the survivors are the row's largest magnitudes
+        kept = w[row].abs()[rows[row]]
+        assert kept.min() >= w[row].abs()[~rows[row]].max()
+
+
+def test_filter_scope_removes_whole_filters_by_norm_and_never_the_output_layer():
+    model = _model()
+    weights = prunable_weights(model)
+    mask = magnitude.prune(weights, Mask.dense(model), {"*": 4}, "filter")
+    for name, keep in mask.tensors.items():
+        rows = keep.reshape(keep.shape[0], -1)
+        assert torch.all(rows.all(dim=1) | ~rows.any(dim=1)), f"{name} has partial filters"
+    assert mask.tensors["5.weight"].all()
+    assert mask.remaining_total() < Mask.dense(model).remaining_total()
+    assert all(t.reshape(t.shape[0], -1).any(dim=1).sum() >= 1 for t in mask.tensors.values())
+
+
+def test_pruned_weights_stay_exactly_zero_through_training_with_decay_and_momentum():
+    data = load_dataset(DataConfig(name="synthetic", synthetic_size=96, image_size=16), seed=0)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=8), data.input_shape, data.num_classes)
+    weights = prunable_weights(model)
+    mask = magnitude.prune(weights, Mask.dense(model), {"*": Mask.dense(model).total() // 2}, "global")
+    mask.apply_(model)
+    criterion = CRITERIA.build(CRITERIA.config_for("fixed-epochs")(), CriterionContext(1.0, {}, None))
+    before = {n: w.detach().clone() for n, w in weights.items()}
+    train(model, data, mask, OptimConfig(lr=0.1, momentum=0.9, weight_decay=0.05, batch_size=16), criterion, 3,
+          torch.device("cpu"), seed=0)
+    for name, w in prunable_weights(model).items():
+        assert torch.all(w[~mask.tensors[name]] == 0), name
+        assert not torch.equal(w, before[name])  # the survivors did train
