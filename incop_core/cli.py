@@ -11,10 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .config import read_config_file, set_dotted, validate
-from .criteria import CRITERIA
 from .errors import IncopError
-from .schedules import SCHEDULES
+
+# Only typer and rich load at start-up: device commands (pull, predict) must run without torch.
+SCHEDULE_NAMES = "lth, sap"
+CRITERION_NAMES = "fixed-epochs, accuracy, incop-if, incop-gf"
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Information Consistent Pruning for edge deployment.")
 console = Console(stderr=True)
@@ -46,6 +47,8 @@ def guarded(fn: Callable[..., Any]) -> Any:
 
 def build_config(config: Optional[Path], flags: dict[str, Any], overrides: List[str]):
     """File, then flags, then --set key=value overrides; validated once at the end."""
+    from .config import read_config_file, set_dotted, validate
+
     raw = read_config_file(config) if config else {}
     for dotted, value in flags.items():
         if value is None:
@@ -69,8 +72,8 @@ def prune(
     data_root: Optional[str] = typer.Option(None, help="Data directory."),
     train_subset: Optional[int] = typer.Option(None, help="Use this many training images."),
     test_subset: Optional[int] = typer.Option(None, help="Use this many test images."),
-    schedule: Optional[str] = typer.Option(None, help=f"How much to prune: {', '.join(SCHEDULES.names())}."),
-    criterion: Optional[str] = typer.Option(None, help=f"When to stop retraining: {', '.join(CRITERIA.names())}."),
+    schedule: Optional[str] = typer.Option(None, help=f"How much to prune: {SCHEDULE_NAMES}."),
+    criterion: Optional[str] = typer.Option(None, help=f"When to stop retraining: {CRITERION_NAMES}."),
     scope: Optional[str] = typer.Option(None, help="global, layer, neuron or filter."),
     iterations: Optional[int] = typer.Option(None, help="Pruning iterations."),
     max_epochs: Optional[int] = typer.Option(None, help="Retraining epochs per iteration at most."),
@@ -152,6 +155,17 @@ def report(run: str = typer.Argument(..., help="Run hash (or a prefix) or direct
            as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Show a run's iteration table."""
     guarded(lambda: _print_report(_resolve_run(run, runs_dir), as_json))
+
+
+def _register_commands() -> None:
+    """Commands that live beside the core: export and benchmarks, the edge registry."""
+    from deploy import cli_export, cli_registry
+
+    for module in (cli_export, cli_registry):
+        module.register(app, guarded)
+
+
+_register_commands()
 
 
 def main() -> None:

@@ -1,0 +1,10 @@
+"""The CLI's help lists the registered plug-ins (kept light so devices need no torch to start it)."""
+
+from incop_core import cli
+from incop_core.criteria import CRITERIA
+from incop_core.schedules import SCHEDULES
+
+
+def test_cli_help_names_match_the_registries():
+    assert cli.SCHEDULE_NAMES.split(", ") == SCHEDULES.names()
+    assert sorted(cli.CRITERION_NAMES.split(", ")) == CRITERIA.names()
