@@ -17,8 +17,9 @@ import torch
 
 from . import magnitude, paths
 from .config import RunConfig
-from .criteria import CRITERIA, CriterionContext
+from .criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
 from .data import Dataset, batches, load_dataset
+from .epsilon import auto_epsilon
 from .devices import place_dataset, prepare_model, resolve
 from .errors import IncopError
 from .fileio import read_json, save_torch_atomic, write_json_atomic
@@ -86,20 +87,22 @@ class Pruning:
         return state, Mask.load(folder / paths.MASK)
 
     def finetune(self) -> tuple[dict, Mask]:
-        """Iteration 0: dense fine-tuning, keeping the best validation epoch, then reference flows."""
+        """Iteration 0: dense fine-tuning keeping the best validation epoch; its flows are the reference."""
         if 0 in finished_iterations(self.run):
             return self.load_iteration(0)
         self.emit("stage", {"name": "finetune", "epochs": self.config.finetune_epochs})
-        start, mask = time.perf_counter(), Mask.dense(self.model)
-        criterion = CRITERIA.build(CRITERIA.config_for("fixed-epochs")(), CriterionContext(1.0, {}, self.measure))
-        result = train(self.model, self.data, mask, self.config.optim, criterion, self.config.finetune_epochs, self.device,
-                       self.config.seed, keep_best=True, on_epoch=lambda row: self.emit("epoch", {"iteration": 0, **row}))
+        start, mask, recorder = time.perf_counter(), Mask.dense(self.model), FlowRecorder(self.measure)
+        result = train(self.model, self.data, mask, self.config.optim, recorder, self.config.finetune_epochs, self.device,
+                       self.config.seed, keep_best=True, stream=True,
+                       on_epoch=lambda row: self.emit("epoch", {"iteration": 0, **row}))
         self.model.load_state_dict(result.best_state)
-        flow_start = time.perf_counter()
-        reference = {signal: self.measure(signal, self.model, mask).tolist() for signal in ("if", "gf")}
-        flow_seconds = time.perf_counter() - flow_start
+        best = 1 + max(range(result.epochs), key=lambda e: (result.history[e]["val_acc"], -e))
+        reference = {key: flows.tolist() for key, flows in recorder.epochs[best - 1].items()}
+        auto = {key: auto_epsilon([row[key] for row in recorder.epochs], best) for key in reference}
         record = self.record(0, mask, result.epochs, "finetune", result.history, time.perf_counter() - start,
-                             flow_seconds, {"dense_best_val_acc": result.best_val_acc, "reference": reference})
+                             result.flow_seconds, {"dense_best_val_acc": result.best_val_acc, "best_epoch": best,
+                                                   "reference": reference, "auto_epsilon": auto,
+                                                   "finetune_flows": [{k: v.tolist() for k, v in row.items()} for row in recorder.epochs]})
         self.save_iteration(0, mask, record)
         self.emit("iteration", record)
         return self.load_iteration(0)
@@ -119,12 +122,36 @@ class Pruning:
         mask.apply_(self.model)
         criterion = CRITERIA.build(prune.criterion, context)
         result = train(self.model, self.data, mask, self.config.optim, criterion, prune.max_epochs, self.device,
-                       self.config.seed + 1000 * t, on_epoch=lambda row: self.emit("epoch", {"iteration": t, **row}))
-        record = self.record(t, mask, result.epochs, result.stop_reason, result.history,
-                             time.perf_counter() - start, result.flow_seconds, {"pruned": sum(counts.values())})
+                       self.config.seed + 1000 * t, stream=getattr(prune.criterion, "estimator", None) == "stream",
+                       on_epoch=lambda row: self.emit("epoch", {"iteration": t, **row}))
+        record = self.record(t, mask, result.epochs, result.stop_reason, result.history, time.perf_counter() - start,
+                             result.flow_seconds, {"pruned": sum(counts.values()), "epsilon": getattr(criterion, "epsilon", None)})
         self.save_iteration(t, mask, record)
         self.emit("iteration", record)
         return self.load_iteration(t)
+
+
+class FlowRecorder:
+    """The fine-tuning 'criterion': never stops, keeps each epoch's probe and streamed flows."""
+
+    def __init__(self, measure: Callable[[str, torch.nn.Module, Mask], np.ndarray]) -> None:
+        self.measure, self.epochs = measure, []
+
+    def check(self, epoch: EpochRecord) -> Verdict:
+        start = time.perf_counter()
+        row = {signal: self.measure(signal, epoch.model, epoch.mask) for signal in ("if", "gf")}
+        row.update({f"{signal}-stream": flows for signal, flows in epoch.stream.items()})
+        self.epochs.append(row)
+        return Verdict(False, flow_seconds=time.perf_counter() - start)
+
+
+def criterion_context(config: RunConfig, dense: dict, measure) -> CriterionContext:
+    """Reference flows and auto epsilons from iteration 0; an undefined auto epsilon falls back to the default."""
+    criterion = config.prune.criterion
+    default = type(criterion).model_fields["epsilon"].default if "epsilon" in type(criterion).model_fields else None
+    auto = {k: (v if v is not None else default) for k, v in dense["auto_epsilon"].items()}
+    return CriterionContext(dense["dense_best_val_acc"], {k: np.array(v) for k, v in dense["reference"].items()},
+                            measure, auto)
 
 
 def run_pruning(config: RunConfig, root: Path, run: Optional[Path] = None, on_event: Events = _quiet) -> Path:
@@ -144,9 +171,7 @@ def run_pruning(config: RunConfig, root: Path, run: Optional[Path] = None, on_ev
             job = job or Pruning(config, run, on_event)
             previous = job.finetune()
             dense = previous[0]
-            dense_record = read_json(paths.iteration_dir(run, 0) / paths.RECORD)
-            context = CriterionContext(dense_record["dense_best_val_acc"],
-                                       {k: np.array(v) for k, v in dense_record["reference"].items()}, job.measure)
+            context = criterion_context(config, read_json(paths.iteration_dir(run, 0) / paths.RECORD), job.measure)
             for t in range(1, total + 1):
                 previous = job.iterate(t, dense, previous, context)
                 write_status(run, "running", t, total)

@@ -17,6 +17,7 @@ from .data import Dataset, Split, batches
 from .devices import autocast
 from .errors import TrainingDiverged
 from .masks import Mask, prunable_weights
+from .streaming import StreamMonitor
 
 
 @dataclass
@@ -50,9 +51,11 @@ class MaskedSGD:
         self.opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, foreach=True)
 
-    def step(self) -> None:
+    def step(self, monitor: Optional[StreamMonitor] = None) -> None:
         grads = [p.grad for p in self.params]
         torch._foreach_mul_(grads, self.masks)  # one fused call over all tensors
+        if monitor is not None:
+            monitor.gradients(grads)
         self.opt.step()
         with torch.no_grad():
             torch._foreach_mul_(self.params, self.masks)
@@ -60,7 +63,7 @@ class MaskedSGD:
 
 
 def train_epoch(model: nn.Module, data: Dataset, opt: MaskedSGD, batch_size: int, device: torch.device,
-                generator: torch.Generator) -> float:
+                generator: torch.Generator, monitor: Optional[StreamMonitor] = None) -> float:
     model.train()
     total = torch.zeros((), device=device)
     for images, labels in batches(data.train, batch_size, data, device, generator):
@@ -68,27 +71,38 @@ def train_epoch(model: nn.Module, data: Dataset, opt: MaskedSGD, batch_size: int
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device):
             loss = F.cross_entropy(model(images), labels)
+        if monitor is not None:
+            monitor.batch_done()
         loss.backward()
-        opt.step()
+        opt.step(monitor)
         total += loss.detach() * len(labels)
     mean = float(total) / max(len(data.train), 1)
     return mean
 
 
 def train(model: nn.Module, data: Dataset, mask: Mask, optim: OptimConfig, criterion: Criterion, max_epochs: int,
-          device: torch.device, seed: int, keep_best: bool = False,
+          device: torch.device, seed: int, keep_best: bool = False, stream: bool = False,
           on_epoch: Optional[Callable[[dict], None]] = None) -> TrainResult:
-    """Train until the criterion says stop or `max_epochs` pass; raises TrainingDiverged on a NaN/inf loss."""
+    """Train until the criterion says stop or `max_epochs` pass; raises TrainingDiverged on a NaN/inf loss.
+
+    With `stream`, each epoch's record carries IF/GF accumulated from the epoch's own passes."""
     torch.manual_seed(seed)
     opt, result = MaskedSGD(model, mask, optim), TrainResult()
+    monitor = StreamMonitor(model) if stream else None
     for epoch in range(1, max_epochs + 1):
         start = time.perf_counter()
-        loss = train_epoch(model, data, opt, optim.batch_size, device, torch.Generator().manual_seed(seed * 100_003 + epoch))
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        if monitor is None:
+            loss = train_epoch(model, data, opt, optim.batch_size, device, generator)
+        else:
+            with monitor.watching():
+                loss = train_epoch(model, data, opt, optim.batch_size, device, generator, monitor)
         if not torch.isfinite(torch.tensor(loss)):
             raise TrainingDiverged(f"training loss became {loss} in epoch {epoch}; lower the learning rate "
                                    "(--set optim.lr=...) and re-run: finished iterations are kept")
         val_acc = evaluate(model, data.val, data, device)
-        verdict: Verdict = criterion.check(EpochRecord(epoch, val_acc, loss, model, mask))
+        streamed = monitor.end_epoch() if monitor else None
+        verdict: Verdict = criterion.check(EpochRecord(epoch, val_acc, loss, model, mask, streamed))
         result.epochs, result.flow_seconds = epoch, result.flow_seconds + verdict.flow_seconds
         if keep_best and val_acc > result.best_val_acc:
             result.best_state = copy.deepcopy(model.state_dict())
@@ -101,4 +115,5 @@ def train(model: nn.Module, data: Dataset, mask: Mask, optim: OptimConfig, crite
         if verdict.stop:
             result.stop_reason = verdict.reason or MAX_EPOCHS
             break
+    result.flow_seconds += monitor.seconds if monitor else 0.0
     return result

@@ -47,27 +47,52 @@ def test_schedule_counts_are_within_survivors_and_prune_shrinks_the_mask(name, s
         mask = new
 
 
+FAR = {"if": np.full(3, 5.0), "gf": np.full(4, 50.0), "if-stream": np.full(3, 5.0), "gf-stream": np.full(4, 50.0)}
+ZERO_STREAM = {"if": np.zeros(3), "gf": np.zeros(4)}
+
+
+def _record(epoch, val_acc, model):
+    return EpochRecord(epoch, val_acc, 1.0, model, Mask.dense(model), ZERO_STREAM)
+
+
 @pytest.mark.parametrize("name", CRITERIA.names())
 def test_criterion_answers_a_verdict_and_never_stops_before_it_should(name):
     model = build_model(ModelConfig(width=8), (1, 16, 16), 4)
-    mask = Mask.dense(model)
-    far = {"if": np.array([5.0, 5.0, 5.0]), "gf": np.array([50.0, 50.0, 50.0, 50.0])}
-    measure = lambda signal, m, k: np.zeros_like(far[signal])  # noqa: E731
-    criterion = CRITERIA.build(CRITERIA.config_for(name)(), CriterionContext(0.9, far, measure))
-    verdict = criterion.check(EpochRecord(1, 0.5, 1.0, model, mask))
+    measure = lambda signal, m, k: np.zeros_like(FAR[signal])  # noqa: E731
+    criterion = CRITERIA.build(CRITERIA.config_for(name)(), CriterionContext(0.9, FAR, measure))
+    verdict = criterion.check(_record(1, 0.5, model))
     assert isinstance(verdict, Verdict) and not verdict.stop  # far flow, low accuracy: go on
-    if name.startswith("incop"):
-        assert verdict.distance > 0
-        close = CRITERIA.build(CRITERIA.config_for(name)(), CriterionContext(0.9, {k: np.zeros_like(v) for k, v in far.items()}, measure))
-        assert close.check(EpochRecord(1, 0.5, 1.0, model, mask)).reason == "flow"
     if name != "fixed-epochs":
-        assert criterion.check(EpochRecord(2, 0.95, 1.0, model, mask)).reason == "accuracy"
+        assert criterion.check(_record(2, 0.95, model)).reason == "accuracy"
+
+
+@pytest.mark.parametrize("name", ["incop-if", "incop-gf"])
+@pytest.mark.parametrize("estimator", ["stream", "probe"])
+def test_flow_criteria_stop_on_consistent_flow_with_either_estimator(name, estimator):
+    model = build_model(ModelConfig(width=8), (1, 16, 16), 4)
+    measure = lambda signal, m, k: np.zeros_like(FAR[signal])  # noqa: E731
+    config = CRITERIA.config_for(name)(estimator=estimator)
+    far = CRITERIA.build(config, CriterionContext(0.9, FAR, measure)).check(_record(1, 0.5, model))
+    assert not far.stop and far.distance > 0
+    near = {k: np.zeros_like(v) for k, v in FAR.items()}
+    verdict = CRITERIA.build(config, CriterionContext(0.9, near, measure)).check(_record(1, 0.5, model))
+    assert verdict.reason == "flow" and verdict.distance == 0
+
+
+def test_auto_epsilon_comes_from_the_context():
+    model = build_model(ModelConfig(width=8), (1, 16, 16), 4)
+    config = CRITERIA.config_for("incop-if")(epsilon="auto")
+    context = CriterionContext(0.9, {"if-stream": np.full(3, 0.1)}, None, {"if-stream": 0.2})
+    criterion = CRITERIA.build(config, context)
+    assert criterion.epsilon == 0.2
+    assert criterion.check(_record(1, 0.5, model)).reason == "flow"  # distance 0.173 < 0.2
 
 
 def test_non_finite_flow_is_never_consistent():
     model = build_model(ModelConfig(width=8), (1, 16, 16), 4)
     measure = lambda signal, m, k: np.array([np.nan, 0.0, 0.0])  # noqa: E731
-    criterion = CRITERIA.build(CRITERIA.config_for("incop-if")(), CriterionContext(0.9, {"if": np.zeros(3)}, measure))
+    config = CRITERIA.config_for("incop-if")(estimator="probe")
+    criterion = CRITERIA.build(config, CriterionContext(0.9, {"if": np.zeros(3)}, measure))
     assert not criterion.check(EpochRecord(1, 0.5, 1.0, model, Mask.dense(model))).stop
 
 
@@ -75,7 +100,7 @@ def test_check_every_skips_epochs_between_checks():
     model = build_model(ModelConfig(width=8), (1, 16, 16), 4)
     calls = []
     measure = lambda signal, m, k: calls.append(1) or np.ones(3)  # noqa: E731
-    config = CRITERIA.config_for("incop-if")(check_every=3)
+    config = CRITERIA.config_for("incop-if")(check_every=3, estimator="probe")
     criterion = CRITERIA.build(config, CriterionContext(0.9, {"if": np.zeros(3)}, measure))
     for epoch in range(1, 7):
         criterion.check(EpochRecord(epoch, 0.1, 1.0, model, Mask.dense(model)))

@@ -5,7 +5,7 @@ The training function always stops at `max_epochs`; criteria may stop it earlier
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Protocol
 
 import numpy as np
@@ -24,6 +24,7 @@ class EpochRecord:
     train_loss: float
     model: nn.Module
     mask: Mask
+    stream: Optional[Mapping[str, np.ndarray]] = None  # IF/GF streamed from this epoch's passes
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,9 @@ class Verdict:
 @dataclass(frozen=True)
 class CriterionContext:
     dense_best_val_acc: float
-    reference: Mapping[str, np.ndarray]  # the dense network's flows, by signal ("if", "gf")
+    reference: Mapping[str, np.ndarray]  # the dense network's flows: "if", "gf", "if-stream", "gf-stream"
     measure: Callable[[str, nn.Module, Mask], np.ndarray]  # computes a signal on the probe set
+    auto_epsilon: Mapping[str, float] = field(default_factory=dict)  # derived from fine-tuning, same keys
 
 
 class Criterion(Protocol):

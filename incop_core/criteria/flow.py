@@ -5,27 +5,41 @@ from __future__ import annotations
 import time
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 from ..flows import flow_distance
 from . import ACCURACY, CRITERIA, FLOW, CriterionContext, EpochRecord, Verdict
+
+Epsilon = Union[PositiveFloat, Literal["auto"]]
+Estimator = Literal["stream", "probe"]
+ESTIMATOR_HELP = ("stream: accumulate the flow from the training epoch's own passes (no extra pass); "
+                  "probe: extra passes over the fixed probe set (the reference estimator).")
+AUTO_HELP = "; 'auto' derives it from how far the dense network's flow still moved while fine-tuning."
 
 
 class IfConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["incop-if"] = "incop-if"
-    epsilon: float = Field(0.11, gt=0, description="Stop when ||IF_t - IF*||_2 falls below this.")
+    epsilon: Epsilon = Field(0.11, description="Stop when ||IF_t - IF*||_2 falls below this" + AUTO_HELP)
     check_every: int = Field(1, ge=1, description="Measure the flow after every this many epochs.")
+    estimator: Estimator = Field("stream", description=ESTIMATOR_HELP)
 
 
 class GfConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["incop-gf"] = "incop-gf"
-    epsilon: float = Field(0.5, gt=0, description="Stop when ||GF_t - GF*||_2 falls below this (model-dependent; see the distance curve).")
+    epsilon: Epsilon = Field(0.5, description="Stop when ||GF_t - GF*||_2 falls below this (model-dependent)" + AUTO_HELP)
     check_every: int = Field(1, ge=1, description="Measure the flow after every this many epochs.")
+    estimator: Estimator = Field("stream", description=ESTIMATOR_HELP)
 
 
 SIGNALS = {"incop-if": "if", "incop-gf": "gf"}
+
+
+def flow_key(config: Union[IfConfig, GfConfig]) -> str:
+    """The reference/epsilon key: "if", "gf", "if-stream" or "gf-stream"."""
+    signal = SIGNALS[config.kind]
+    return f"{signal}-stream" if config.estimator == "stream" else signal
 
 
 class FlowConsistency:
@@ -33,16 +47,21 @@ class FlowConsistency:
 
     def __init__(self, config: Union[IfConfig, GfConfig], context: CriterionContext) -> None:
         self.config, self.context = config, context
-        self.signal = SIGNALS[config.kind]
+        self.signal, self.key = SIGNALS[config.kind], flow_key(config)
+        self.epsilon = context.auto_epsilon[self.key] if config.epsilon == "auto" else config.epsilon
+
+    def current(self, epoch: EpochRecord):
+        if self.config.estimator == "stream":
+            return epoch.stream[self.signal]
+        return self.context.measure(self.signal, epoch.model, epoch.mask)
 
     def check(self, epoch: EpochRecord) -> Verdict:
         if epoch.epoch % self.config.check_every:
             return Verdict(stop=False)
         start = time.perf_counter()
-        current = self.context.measure(self.signal, epoch.model, epoch.mask)
-        distance = flow_distance(current, self.context.reference[self.signal])
+        distance = flow_distance(self.current(epoch), self.context.reference[self.key])
         seconds = time.perf_counter() - start
-        if distance < self.config.epsilon:
+        if distance < self.epsilon:
             return Verdict(True, FLOW, distance, seconds)
         if epoch.val_acc >= self.context.dense_best_val_acc:
             return Verdict(True, ACCURACY, distance, seconds)
