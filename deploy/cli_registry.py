@@ -1,11 +1,190 @@
-"""CLI commands of this part of deploy/ (registered on the `incop` app by incop_core.cli)."""
+"""CLI commands of the edge registry (registered on the `incop` app by incop_core.cli).
+
+Only typer loads here; each command imports its module when it runs, so `incop pull` and
+`incop predict` start without torch (devices have onnxruntime and numpy only).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import json
+from pathlib import Path
+from typing import Any, Callable, List, Optional
 
 import typer
 
+Guard = Callable[[Callable[[], Any]], Any]
 
-def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> None:
+
+def _json_option(value: Optional[str], flag: str) -> Optional[dict]:
+    """Inline JSON or the path of a JSON file."""
+    from incop_core.errors import IncopError
+
+    if value is None:
+        return None
+    text = Path(value).read_text() if Path(value).is_file() else value
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        raise IncopError(f"{flag} must be a JSON object or the path of a JSON file; fix {value!r}") from None
+    if not isinstance(parsed, dict):
+        raise IncopError(f"{flag} must be a JSON object (got {type(parsed).__name__}); pass {{...}}")
+    return parsed
+
+
+def _files(model: Path, extra: List[str]) -> dict:
+    from incop_core.errors import IncopError
+
+    files = {"model.onnx": model}
+    for item in extra:
+        if "=" not in item:
+            raise IncopError(f"--file needs NAME=PATH (got {item!r}), for example --file labels.txt=out/labels.txt")
+        name, path = item.split("=", 1)
+        files[name] = Path(path)
+    return files
+
+
+def _add_publish(app: typer.Typer, guarded: Guard) -> None:
+    @app.command()
+    def publish(
+        model: Path = typer.Argument(..., help="The .onnx file to publish."),
+        registry: str = typer.Option("registry", help="Registry directory or fsspec URL (s3://..., memory://...)."),
+        name: str = typer.Option(..., help="Model name in the registry."),
+        version: Optional[str] = typer.Option(None, help="Version (default: the next integer)."),
+        metrics: Optional[str] = typer.Option(None, help="Benchmark metrics: JSON or a JSON file."),
+        input_spec: Optional[str] = typer.Option(None, help="Overrides (mean, std, labels): JSON or file."),
+        source_run: Optional[str] = typer.Option(None, help="The run that produced the model."),
+        config_hash: Optional[str] = typer.Option(None, help="Config hash of that run."),
+        file: List[str] = typer.Option([], help="Extra file to publish beside the model: NAME=PATH."),
+        key: Optional[Path] = typer.Option(None, help="Ed25519 private key to sign with (or INCOP_SIGNING_KEY)."),
+    ) -> None:
+        """Publish a model: files first, the signed manifest last, then the `latest` pointer."""
+        def go() -> None:
+            from .registry_publish import publish_entry
+
+            source = {k: v for k, v in {"run": source_run, "config_hash": config_hash}.items() if v}
+            manifest, written = publish_entry(registry, name, _files(model, file), _json_option(metrics, "--metrics"),
+                                              _json_option(input_spec, "--input-spec"), source, key, version)
+            state = "published" if written else "already published (identical content)"
+            signed = "signed" if "signature" in manifest else "unsigned"
+            typer.echo(f"{state}: {name} v{manifest['version']} in {registry} ({signed})")
+
+        guarded(go)
+
+
+def _add_device(app: typer.Typer, guarded: Guard) -> None:
+    @app.command()
+    def pull(
+        registry: str = typer.Option(..., help="http(s):// URL of `incop registry serve`, a directory or fsspec URL."),
+        name: str = typer.Option(..., help="Model name."),
+        dest: Path = typer.Option(..., help="Device model directory (DEST/current is the model to run)."),
+        version: Optional[str] = typer.Option(None, help="Version to pull (default: latest)."),
+        public_key: Optional[Path] = typer.Option(None, help="Public key to verify with (default: INCOP_PUBLIC_KEY)."),
+        retries: int = typer.Option(4, min=0, help="Retries per request, with exponential backoff."),
+        timeout: float = typer.Option(30.0, min=0.1, help="Seconds to wait for the registry per request."),
+    ) -> None:
+        """Download, verify, and atomically swap in a model; the previous one is kept for rollback."""
+        def go() -> None:
+            from .pull import pull as pull_model
+
+            result = pull_model(registry, name, dest, version, public_key, retries=retries, timeout=timeout)
+            state = "pulled" if result["changed"] else "already current:"
+            previous = f"v{result['previous']}" if result["previous"] else "none"
+            typer.echo(f"{state} {name} v{result['version']} -> {result['path']} (previous: {previous})")
+
+        guarded(go)
+
+    @app.command()
+    def rollback(
+        dest: Path = typer.Option(..., help="Device model directory."),
+        public_key: Optional[Path] = typer.Option(None, help="Verify the restored manifest with this key."),
+    ) -> None:
+        """Make the previous version current again (running it twice rolls forward)."""
+        def go() -> None:
+            from .pull import rollback as roll
+
+            result = roll(dest, public_key)
+            typer.echo(f"rolled back {result['name']} to v{result['version']} (previous: v{result['previous']})")
+
+        guarded(go)
+
+    @app.command()
+    def predict(
+        images: List[Path] = typer.Argument(..., help="PNG/JPEG images or .npy arrays."),
+        model: Path = typer.Option(..., help="Device directory (uses its current model) or a version directory."),
+        top_k: int = typer.Option(1, min=1, help="Classes to show per image."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image."),
+    ) -> None:
+        """Classify images with the pulled model and the manifest's preprocessing."""
+        def go() -> None:
+            from .predict import predict as run
+
+            for row in run(model, images, top_k):
+                label = f" ({row['label']})" if row["label"] else ""
+                others = "".join(f", then {c} {s:.3f}" for c, s in row["top"][1:])
+                typer.echo(json.dumps(row) if as_json else f"{row['image']}: class {row['class']}{label} "
+                           f"score {row['score']:.3f}{others}")
+
+        guarded(go)
+
+
+def _add_admin(app: typer.Typer, guarded: Guard) -> None:
+    keys = typer.Typer(help="Signing keys.", no_args_is_help=True)
+    registry_app = typer.Typer(help="Serve or list a registry.", no_args_is_help=True)
+    app.add_typer(keys, name="keys")
+    app.add_typer(registry_app, name="registry")
+
+    @keys.command("generate")
+    def generate(out: Path = typer.Option(Path("keys"), help="Directory for STEM.key and STEM.pub."),
+                 stem: str = typer.Option("incop", help="File name stem."),
+                 force: bool = typer.Option(False, help="Overwrite existing keys.")) -> None:
+        """Create an ed25519 key pair: sign with STEM.key, give STEM.pub to devices."""
+        def go() -> None:
+            from .signing import generate_keys
+
+            private, public = generate_keys(out, stem, force)
+            typer.echo(f"private key {private} (keep it secret), public key {public} (copy it to devices)")
+
+        guarded(go)
+
+    @registry_app.command("serve")
+    def serve(directory: Path = typer.Argument(..., help="Registry directory."),
+              port: int = typer.Option(8765, help="TCP port (0: any free port)."),
+              host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0: every interface).")) -> None:
+        """Serve a registry directory read-only over HTTP (GET/HEAD with Range)."""
+        def go() -> None:
+            from incop_core.errors import IncopError
+
+            from .registry_serve import make_server, url_of
+
+            if not directory.is_dir():
+                raise IncopError(f"registry directory {directory} does not exist; publish a model into it first")
+            server = make_server(directory, host, port)
+            typer.echo(f"serving {directory} at {url_of(server)} (Ctrl-C stops)")
+            try:
+                server.serve_forever()
+            finally:
+                server.server_close()
+
+        guarded(go)
+
+    @registry_app.command("list")
+    def list_(url: str = typer.Argument("registry", help="Registry directory or fsspec URL."),
+              name: Optional[str] = typer.Option(None, help="Only this model.")) -> None:
+        """List names and versions in a registry (latest marked with *)."""
+        def go() -> None:
+            from .registry_store import Store
+
+            store = Store(url)
+            for model_name in [name] if name else store.names():
+                latest = store.latest(model_name)
+                versions = " ".join(f"{v}*" if v == latest else v for v in store.versions(model_name))
+                typer.echo(f"{model_name}: {versions or '(none)'}")
+
+        guarded(go)
+
+
+def register(app: typer.Typer, guarded: Guard) -> None:
     """Add this module's commands to `app`; wrap each body in `guarded` so user errors exit 2."""
+    _add_publish(app, guarded)
+    _add_device(app, guarded)
+    _add_admin(app, guarded)

@@ -1,0 +1,122 @@
+"""`incop pull` and `incop rollback`: fetch a verified model onto a device and swap it in atomically.
+
+Order: resolve the version, read and check the manifest (and its signature when a public key is
+configured), take the device lock, download each file into DEST/.partial (resuming), verify size and
+sha256, move the version into DEST/versions, then swap the `current` link. Any failure before the swap
+leaves `current` as it was. Imports neither torch nor prefect: a device needs onnxruntime and numpy only.
+"""
+
+from __future__ import annotations
+
+import shutil
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional
+
+from .pull_device import CURRENT, PREVIOUS, Device
+from .pull_fetch import Retry, fetch, read_small
+from .pull_source import source_for
+from .registry_errors import DeviceError, RegistryError, VerificationError
+from .registry_manifest import LATEST, MANIFEST, MAX_MANIFEST_BYTES, check_name, check_version, parse_manifest, \
+    version_dir
+from .signing import load_public_key, verify_manifest
+
+
+def pull(registry: str, name: str, dest: Path, version: Optional[str] = None, public_key: Any = None,
+         retries: int = 4, backoff: float = 0.5, timeout: float = 30.0) -> dict:
+    """Make DEST/current the verified NAME (latest, or `version`); return what happened."""
+    device, policy = Device(Path(dest)), Retry(retries, backoff)
+    key = load_public_key(public_key, device.trusted_key)
+    source = source_for(registry, timeout)
+    check_name(name)
+    version = check_version(version) if version else _latest(source, name, policy)
+    raw = read_small(source, f"{version_dir(name, version)}/{MANIFEST}", policy, MAX_MANIFEST_BYTES,
+                     f"{name} has no version {version} in registry {registry}; omit --version to pull the latest")
+    manifest = parse_manifest(raw, name, version)
+    if key is not None:
+        verify_manifest(manifest, key)
+    check_runtime(manifest)
+    with device.locked():
+        if device.link(CURRENT) == version and device.is_complete(version, manifest):
+            return _result(device, manifest, changed=False)
+        if not device.is_complete(version, manifest):
+            _download(device, source, manifest, policy)
+            device.install(version, raw)
+        device.switch(version)
+        device.prune()
+    return _result(device, manifest, changed=True)
+
+
+def rollback(dest: Path, public_key: Any = None) -> dict:
+    """Swap DEST/current and DEST/previous after re-verifying the previous version's files."""
+    device = Device(Path(dest))
+    key = load_public_key(public_key, device.trusted_key)
+    with device.locked():
+        previous = device.link(PREVIOUS)
+        if previous is None or device.link(CURRENT) is None:
+            raise DeviceError(f"{dest} has no previous version to roll back to; pull at least two versions first")
+        manifest = _stored(device, previous)
+        if key is not None:
+            verify_manifest(manifest, key)
+        if not device.is_complete(previous, manifest):
+            raise VerificationError(f"the previous version {previous} in {dest} is damaged; pull it again with "
+                                    f"--version {previous}")
+        device.swap()
+    return _result(device, manifest, changed=True)
+
+
+def _stored(device: Device, version: str) -> dict:
+    try:
+        return device.stored_manifest(version)
+    except (OSError, RegistryError):
+        raise VerificationError(f"version {version} in {device.dest} has no readable manifest; pull it again "
+                                f"with --version {version}") from None
+
+
+def _latest(source: Any, name: str, policy: Retry) -> str:
+    data = read_small(source, f"{name}/{LATEST}", policy, 256,
+                      f"registry {source.url} has no model named {name}; check --name or publish it first")
+    try:
+        return check_version(data.decode().strip())
+    except (UnicodeDecodeError, RegistryError):
+        raise VerificationError(f"the latest pointer of {name} in {source.url} is corrupt; republish {name} "
+                                "or pass --version") from None
+
+
+def _download(device: Device, source: Any, manifest: dict, policy: Retry) -> None:
+    partial = device.partial_path(manifest["version"])
+    partial.mkdir(parents=True, exist_ok=True)
+    have = sum(p.stat().st_size for p in partial.iterdir() if p.is_file())
+    need = sum(info["size"] for info in manifest["files"].values()) - have
+    free = shutil.disk_usage(partial).free
+    if need > free:
+        raise DeviceError(f"{manifest['name']} v{manifest['version']} needs {need} more bytes but {device.dest} "
+                          f"has {free} free; free space on the device and re-run the pull")
+    base = version_dir(manifest["name"], manifest["version"])
+    for file_name, info in sorted(manifest["files"].items()):
+        fetch(source, f"{base}/{file_name}", partial / file_name, info, policy)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in str(text).split(".")[:3]:
+        digits = "".join(c for c in piece if c.isdigit()) if piece[:1].isdigit() else ""
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def check_runtime(manifest: dict) -> None:
+    """Refuse a model that needs a newer onnxruntime than the device has (skipped when it has none)."""
+    needed = manifest.get("min_onnxruntime")
+    try:
+        installed = metadata.version("onnxruntime")
+    except metadata.PackageNotFoundError:
+        return
+    if needed and _version_tuple(installed) < _version_tuple(needed):
+        raise RegistryError(f"{manifest['name']} v{manifest['version']} needs onnxruntime >= {needed} but this "
+                            f"device has {installed}; upgrade onnxruntime or pull an older --version")
+
+
+def _result(device: Device, manifest: dict, changed: bool) -> dict:
+    return {"name": manifest["name"], "version": device.link(CURRENT), "previous": device.link(PREVIOUS),
+            "changed": changed, "path": str(device.dest / CURRENT), "manifest": manifest}
