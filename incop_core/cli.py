@@ -107,6 +107,43 @@ def prune(
 
 
 @app.command()
+def compare(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON or TOML base config."),
+    methods: str = typer.Option("lth,sap,incop-if,incop-gf,accuracy", help="Comma-separated: lth, sap, accuracy, "
+                                "incop-if, incop-gf, incop-if-auto, incop-gf-auto."),
+    seeds: str = typer.Option("0", help="Comma-separated seeds; figures are mean ± std over them."),
+    model: Optional[str] = typer.Option(None, help="Architecture."),
+    dataset: Optional[str] = typer.Option(None, help="Data set."),
+    train_subset: Optional[int] = typer.Option(None, help="Use this many training images."),
+    test_subset: Optional[int] = typer.Option(None, help="Use this many test images."),
+    iterations: Optional[int] = typer.Option(None, help="Pruning iterations."),
+    max_epochs: Optional[int] = typer.Option(None, help="Retraining epochs per iteration (exact for lth/sap)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    set_: List[str] = typer.Option([], "--set", help="Override any base config field, e.g. --set prune.schedule.p=1.0"),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where run directories live (finished runs are reused)."),
+    out: Optional[Path] = typer.Option(None, help="Comparison directory (default runs-dir/compare/<id>)."),
+) -> None:
+    """Run LTH, SAP, InCoP-IF/GF and accuracy stopping side by side; write JSON, markdown and plots."""
+    from .compare import run_compare
+
+    flags = {"model.name": model, "data.name": dataset, "data.train_subset": train_subset, "data.test_subset": test_subset,
+             "prune.iterations": iterations, "prune.max_epochs": max_epochs, "device": device}
+
+    def go() -> None:
+        base = build_config(config, flags, set_)
+        try:
+            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise IncopError(f"--seeds must be comma-separated integers (got {seeds!r})") from None
+        printer = lambda kind, info: kind == "method" and console.print(f"{info['method']} seed {info['seed']}")  # noqa: E731
+        folder = run_compare(base, [m.strip() for m in methods.split(",") if m.strip()], seed_list, runs_dir, out, printer)
+        typer.echo((folder / "comparison.md").read_text())
+        typer.echo(str(folder))
+
+    guarded(go)
+
+
+@app.command()
 def runs(runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where run directories live.")) -> None:
     """List runs with their status."""
     from .rundir import list_runs

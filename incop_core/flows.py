@@ -31,7 +31,8 @@ def flow_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def channel_means(output: torch.Tensor) -> torch.Tensor:
     """a_l(x): conv outputs averaged over H and W, linear outputs as they are (float64)."""
-    return output.detach().double().mean(dim=(2, 3)) if output.dim() == 4 else output.detach().double()
+    output = output.detach()
+    return (output.float().mean(dim=(2, 3)) if output.dim() == 4 else output).double()
 
 
 class FlowStats:
