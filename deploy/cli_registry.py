@@ -37,7 +37,7 @@ def _files(model: Path, extra: List[str]) -> dict:
     files = {"model.onnx": model}
     for item in extra:
         if "=" not in item:
-            raise IncopError(f"--file needs NAME=PATH (got {item!r}), for example --file labels.txt=out/labels.txt")
+            raise IncopError(f"pass --file as NAME=PATH (got {item!r}), for example --file labels.txt=out/labels.txt")
         name, path = item.split("=", 1)
         files[name] = Path(path)
     return files
@@ -86,7 +86,11 @@ def _add_device(app: typer.Typer, guarded: Guard) -> None:
         def go() -> None:
             from .pull import pull as pull_model
 
-            result = pull_model(registry, name, dest, version, public_key, retries=retries, timeout=timeout)
+            try:
+                result = pull_model(registry, name, dest, version, public_key, retries=retries, timeout=timeout)
+            except KeyboardInterrupt:
+                typer.echo("interrupted; the current model is unchanged and re-running the pull resumes", err=True)
+                raise typer.Exit(130) from None
             state = "pulled" if result["changed"] else "already current:"
             previous = f"v{result['previous']}" if result["previous"] else "none"
             typer.echo(f"{state} {name} v{result['version']} -> {result['path']} (previous: {previous})")
@@ -162,6 +166,8 @@ def _add_admin(app: typer.Typer, guarded: Guard) -> None:
             typer.echo(f"serving {directory} at {url_of(server)} (Ctrl-C stops)")
             try:
                 server.serve_forever()
+            except KeyboardInterrupt:
+                typer.echo("stopped")
             finally:
                 server.server_close()
 
