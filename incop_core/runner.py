@@ -154,15 +154,20 @@ def criterion_context(config: RunConfig, dense: dict, measure) -> CriterionConte
                             measure, auto)
 
 
-def run_pruning(config: RunConfig, root: Path, run: Optional[Path] = None, on_event: Events = _quiet) -> Path:
-    """Run (or resume) the whole pruning loop; returns the run directory."""
+def run_pruning(config: RunConfig, root: Path, run: Optional[Path] = None, on_event: Events = _quiet,
+                stop_after: Optional[int] = None) -> Path:
+    """Run (or resume) the pruning loop; returns the run directory.
+
+    `stop_after=t` stops once iteration t is finished (0: fine-tuning only) and leaves the run "paused";
+    the next call resumes it."""
     run = Path(run) if run else paths.run_dir(root, config.config_hash())
-    finished = read_status(run)["state"] == "finished"
+    total = config.prune.iterations
+    last = total if stop_after is None else min(stop_after, total)
+    finished = read_status(run)["state"] == "finished" or (last + 1 <= len(finished_iterations(run)))
     job = None if finished else Pruning(config, run, on_event)  # device and data errors before any file is written
     open_run(config, root, run)
-    total = config.prune.iterations
     with locked(run):
-        if read_status(run)["state"] == "finished" and len(finished_iterations(run)) == total + 1:
+        if len(finished_iterations(run)) >= last + 1:
             on_event("finished", {"run": str(run), "resumed": True})
             return run
         clear_partial(run)
@@ -172,13 +177,13 @@ def run_pruning(config: RunConfig, root: Path, run: Optional[Path] = None, on_ev
             previous = job.finetune()
             dense = previous[0]
             context = criterion_context(config, read_json(paths.iteration_dir(run, 0) / paths.RECORD), job.measure)
-            for t in range(1, total + 1):
+            for t in range(1, last + 1):
                 previous = job.iterate(t, dense, previous, context)
                 write_status(run, "running", t, total)
         except BaseException as exc:
             write_status(run, "failed", max(len(finished_iterations(run)) - 1, 0), total, str(exc) or type(exc).__name__)
             raise
         write_json_atomic(run / paths.RECORDS, load_records(run))
-        write_status(run, "finished", total, total)
+        write_status(run, "finished" if last == total else "paused", last, total)
     on_event("finished", {"run": str(run), "resumed": False})
     return run

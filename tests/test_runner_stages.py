@@ -1,0 +1,18 @@
+"""Stopping after a given iteration (the pipeline's fine-tune stage) and resuming from there."""
+
+from incop_core import runner
+from incop_core.rundir import finished_iterations, read_status
+from incop_core.runner import run_pruning
+
+
+def test_stop_after_finetune_then_resume_the_rest(tmp_path, tiny_config, monkeypatch):
+    config = tiny_config()
+    run = run_pruning(config, tmp_path, stop_after=0)
+    assert finished_iterations(run) == [0] and read_status(run)["state"] == "paused"
+    assert run_pruning(config, tmp_path, stop_after=0) == run  # already there: nothing to do
+    calls = []
+    real_train = runner.train
+    monkeypatch.setattr(runner, "train", lambda *a, **k: calls.append(1) or real_train(*a, **k))
+    run_pruning(config, tmp_path)
+    assert len(calls) == config.prune.iterations  # fine-tuning was not repeated
+    assert finished_iterations(run) == [0, 1, 2] and read_status(run)["state"] == "finished"
