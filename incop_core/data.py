@@ -176,3 +176,10 @@ def batches(split: Split, batch_size: int, dataset: Dataset, device: torch.devic
         images = split.images[index].to(device, non_blocking=True)
         labels = split.labels[index].to(device, non_blocking=True)
         yield (images.float() / 255 - mean) / std, labels
+
+
+def describe(cfg: DataConfig, seed: int) -> dict:
+    """Load the data (so a missing or corrupt set fails here) and summarise its splits."""
+    data = load_dataset(cfg, seed)
+    return {"name": data.name, "train": len(data.train), "val": len(data.val), "test": len(data.test),
+            "classes": data.num_classes, "input_shape": list(data.input_shape), "mean": list(data.mean), "std": list(data.std)}

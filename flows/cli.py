@@ -1,0 +1,74 @@
+"""`incop pipeline` and `incop serve`: the Prefect flow from the command line (Prefect loads lazily)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+
+DEFAULT_UI = "http://127.0.0.1:4200"
+
+
+def load_params(config: Optional[Path], overrides: List[str]):
+    """PipelineParams from a JSON/TOML file and --set KEY=VALUE overrides (the same model the UI form shows)."""
+    from pydantic import ValidationError
+
+    from incop_core.cli import _parse_value
+    from incop_core.config import describe, read_config_file, set_dotted
+    from incop_core.errors import ConfigError
+
+    from .params import PipelineParams
+
+    raw = read_config_file(config) if config else {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set needs KEY=VALUE (got {item!r}), for example --set run.prune.iterations=3")
+        key, value = item.split("=", 1)
+        set_dotted(raw, key.strip(), _parse_value(value))
+    try:
+        return PipelineParams.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from None
+
+
+def ui_location() -> str:
+    api = os.environ.get("PREFECT_API_URL")
+    if api:
+        return f"Prefect UI: {api.removesuffix('/api')}"
+    return (f"Prefect UI: this run used Prefect's embedded local server; its runs are kept in "
+            f"{os.environ.get('PREFECT_HOME', '~/.prefect')}. Run `prefect server start` and open {DEFAULT_UI} to see them.")
+
+
+def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> None:
+    @app.command()
+    def pipeline(config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON or TOML pipeline parameters."),
+                 set_: List[str] = typer.Option([], "--set", help="Override a parameter: --set run.prune.iterations=3")) -> None:
+        """Run the whole prune-and-export flow: finetune, prune, validate, export, benchmark, publish, report."""
+        def go() -> None:
+            params = load_params(config, set_)
+            from .pipeline import prune_and_export
+
+            result = prune_and_export(params)
+            typer.echo(result["summary"])
+            typer.echo(f"Results: {result['run']} (report in {result['report']})")
+            typer.echo(f"Published: {result['name']} version {result['version']} in {params.registry}")
+            typer.echo(ui_location())
+
+        guarded(go)
+
+    @app.command()
+    def serve(cron: str = typer.Option("0 2 * * *", help="When the nightly run starts (cron syntax)."),
+              timezone: str = typer.Option("UTC", help="IANA timezone of the cron, e.g. Europe/Berlin."),
+              config: Optional[Path] = typer.Option(None, "--config", "-c", help="Default parameters (JSON or TOML)."),
+              set_: List[str] = typer.Option([], "--set", help="Override a default parameter.")) -> None:
+        """Serve the prune-and-export deployment on a nightly schedule; runs can also be started from the UI."""
+        def go() -> None:
+            params = load_params(config, set_)
+            from .serve import serve_nightly
+
+            typer.echo(f"serving prune-and-export/nightly at '{cron}' ({timezone}); {ui_location()}")
+            serve_nightly(cron, timezone, params)
+
+        guarded(go)

@@ -1,0 +1,24 @@
+"""Deployments: the nightly schedule served by `incop serve`, with a cron and a timezone."""
+
+from __future__ import annotations
+
+from prefect import serve
+from prefect.deployments.runner import RunnerDeployment
+from prefect.schedules import Cron
+
+from .params import PipelineParams
+from .pipeline import prune_and_export
+
+DEPLOYMENT = "nightly"
+
+
+def nightly_deployment(cron: str, timezone: str, params: PipelineParams) -> RunnerDeployment:
+    return prune_and_export.to_deployment(
+        name=DEPLOYMENT, schedules=[Cron(cron, timezone=timezone)], parameters={"params": params.model_dump(mode="json")},
+        description="Nightly prune-and-export: fine-tune, InCoP pruning, ONNX export, benchmark, publish.",
+        tags=["incop", "nightly"])
+
+
+def serve_nightly(cron: str, timezone: str, params: PipelineParams) -> None:
+    """Register the deployment and execute its runs (scheduled or triggered from the UI) until stopped."""
+    serve(nightly_deployment(cron, timezone, params))

@@ -1,0 +1,49 @@
+"""The pipeline through Prefect's test harness on tiny data; artifacts read back through the client."""
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.params import PipelineParams
+from flows.pipeline import prune_and_export
+from incop_core.config import validate
+
+
+def tiny_params(tmp_path: Path) -> PipelineParams:
+    run = validate({"data": {"name": "synthetic", "synthetic_size": 160, "image_size": 16},
+                    "model": {"width": 8}, "finetune_epochs": 2,
+                    "prune": {"iterations": 2, "max_epochs": 2, "probe_size": 32, "scope": "filter",
+                              "schedule": {"kind": "lth", "fraction": 0.4}}})
+    return PipelineParams(run=run, runs_dir=str(tmp_path / "runs"), registry=str(tmp_path / "registry"),
+                          profiles=["edge-1t"], bench_rounds=3, model_name="tiny-cnn")
+
+
+@pytest.fixture(scope="module")
+def harness():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+async def _artifacts():
+    async with get_client() as client:
+        return await client.read_artifacts()
+
+
+def test_flow_runs_every_stage_and_publishes_with_artifacts(harness, tmp_path):
+    result = prune_and_export(tiny_params(tmp_path))
+    run = Path(result["run"])
+    assert (run / "export" / "export.json").is_file() and (run / "report" / "summary.md").is_file()
+    manifest = json.loads((tmp_path / "registry" / "tiny-cnn" / "versions" / str(result["version"]) / "manifest.json").read_text())
+    assert manifest["source"]["run"] == run.name and "latency" in manifest["metrics"]
+    keys = {a.key for a in asyncio.run(_artifacts())}
+    assert {"prune-progress", "prune-iterations", "benchmark", "prune-and-export-summary"} <= keys
+    progress = [a for a in asyncio.run(_artifacts()) if a.key == "prune-progress"]
+    assert progress[0].data == 100.0
+    table = next(a for a in asyncio.run(_artifacts()) if a.key == "prune-iterations")
+    assert len(json.loads(table.data)) == 3  # iterations 0, 1, 2
+    again = prune_and_export(tiny_params(tmp_path))  # everything is reused; publishing the same model is a no-op
+    assert again["version"] == result["version"]

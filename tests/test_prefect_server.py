@@ -1,0 +1,130 @@
+"""Against a real local Prefect server: the served nightly deployment, a run triggered through the API
+as the UI does, the schedule with its timezone, and invalid parameters rejected by the server."""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.exceptions import PrefectHTTPStatusError
+
+from tests.test_flows import tiny_params
+
+pytestmark = pytest.mark.slow
+CRON, TZ = "30 3 * * *", "Europe/Berlin"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(predicate, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _healthy(api: str) -> bool:
+    try:
+        return urllib.request.urlopen(f"{api}/health", timeout=2).status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_UI_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(lambda: _healthy(api), 120, "the Prefect server")
+        yield api, {**env, "PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def served(server, tmp_path_factory):
+    api, env = server
+    folder = tmp_path_factory.mktemp("served")
+    (folder / "params.json").write_text(tiny_params(folder).model_dump_json())
+    incop = str(Path(sys.executable).with_name("incop"))
+    proc = subprocess.Popen([incop, "serve", "--cron", CRON, "--timezone", TZ, "--config", str(folder / "params.json")],
+                            env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield api, folder
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _call(api: str, fn):
+    async def go():
+        async with PrefectClient(api) as client:
+            return await fn(client)
+    return asyncio.run(go())
+
+
+def _deployment(api: str):
+    async def read(client):
+        try:
+            return await client.read_deployment_by_name("prune-and-export/nightly")
+        except Exception:
+            return None
+    return _wait(lambda: _call(api, read), 120, "the nightly deployment")
+
+
+def test_nightly_schedule_has_its_timezone_and_the_server_schedules_runs(served):
+    api, _ = served
+    deployment = _deployment(api)
+    schedule = deployment.schedules[0].schedule
+    assert (schedule.cron, schedule.timezone) == (CRON, TZ)
+
+    async def scheduled(client):
+        runs = await client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+        return [r for r in runs if r.state and r.state.is_scheduled()]
+
+    runs = _wait(lambda: _call(api, scheduled), 60, "scheduled runs")
+    assert all(r.expected_start_time.astimezone().timestamp() > time.time() for r in runs)
+
+
+def test_run_triggered_through_the_api_completes(served):
+    api, folder = served
+    deployment = _deployment(api)
+    params = json.loads((folder / "params.json").read_text())
+    params["run"]["prune"]["iterations"] = 1
+
+    run = _call(api, lambda c: c.create_flow_run_from_deployment(deployment.id, parameters={"params": params}))
+    final = _wait(lambda: (lambda r: r if r.state.is_final() else None)(_call(api, lambda c: c.read_flow_run(run.id))),
+                  400, "the triggered run to finish")
+    assert final.state.is_completed(), final.state.message
+
+
+def test_invalid_parameters_are_rejected_by_the_server_with_a_readable_message(served):
+    api, folder = served
+    deployment = _deployment(api)
+    params = json.loads((folder / "params.json").read_text())
+    params["bench_rounds"] = 0
+    with pytest.raises(PrefectHTTPStatusError) as caught:
+        _call(api, lambda c: c.create_flow_run_from_deployment(deployment.id, parameters={"params": params}))
+    assert "bench_rounds" in caught.value.response.text and caught.value.response.status_code in (409, 422)
