@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from .distributed import shard
 from .errors import DataError
 from .idx import read_idx
 
@@ -162,10 +163,13 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
 
 
 def batches(split: Split, batch_size: int, dataset: Dataset, device: torch.device,
-            generator: Optional[torch.Generator] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Normalised float batches on `device`; shuffled when a generator is given."""
+            generator: Optional[torch.Generator] = None, sharded: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Normalised float batches on `device`; shuffled when a generator is given; this rank's shard when `sharded`."""
     n = len(split)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    if sharded:
+        order = shard(order)
+        n = len(order)
     mean = torch.tensor(dataset.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(dataset.std, device=device).view(1, -1, 1, 1)
     on_device = split.images.device == device

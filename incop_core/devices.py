@@ -10,17 +10,22 @@ import torch
 from torch import nn
 
 from .data import Dataset, Split
+from .distributed import world
 from .errors import DeviceError
 
 GPU_DATA_SHARE = 0.25  # keep a data set on the GPU when it takes at most this share of free memory
 
 
 def resolve(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """auto: CUDA when present, else the CPU; under torchrun each process takes the GPU of its local rank."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise DeviceError("--device cuda was asked for but no CUDA GPU is visible; use --device auto or --device cpu")
-    return torch.device(device)
+    if device == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    chosen = torch.device("cuda", world().local_rank) if world().active else torch.device("cuda")
+    if chosen.index is not None:
+        torch.cuda.set_device(chosen)
+    return chosen
 
 
 def autocast(device: torch.device) -> ContextManager:

@@ -21,6 +21,7 @@ from .criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
 from .data import Dataset, batches, load_dataset
 from .epsilon import auto_epsilon
 from .devices import place_dataset, prepare_model, resolve
+from .distributed import barrier, main_only, world
 from .errors import IncopError
 from .fileio import read_json, save_torch_atomic, write_json_atomic
 from .flows import gradient_flow, information_flow
@@ -41,7 +42,8 @@ class Pruning:
     """State shared by the stages of one run."""
 
     def __init__(self, config: RunConfig, run: Path, on_event: Events) -> None:
-        self.config, self.run, self.emit = config, run, on_event
+        self.config, self.run = config, run
+        self.emit = on_event if world().is_main else _quiet
         self.device = resolve(config.device)
         self.data: Dataset = place_dataset(load_dataset(config.data, config.seed), self.device)
         torch.manual_seed(config.seed)
@@ -68,7 +70,12 @@ class Pruning:
                 "wall_seconds": wall, "flow_seconds": flow_seconds, **(extra or {})}
 
     def save_iteration(self, iteration: int, mask: Mask, record: dict) -> None:
-        """Write weights, mask and record into a temporary folder, then rename it into place."""
+        """Write weights, mask and record into a temporary folder, then rename it into place (rank 0 only)."""
+        if world().is_main:
+            self._write_iteration(iteration, mask, record)
+        barrier()
+
+    def _write_iteration(self, iteration: int, mask: Mask, record: dict) -> None:
         final = paths.iteration_dir(self.run, iteration)
         tmp = final.with_name(final.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -165,13 +172,17 @@ def run_pruning(config: RunConfig, root: Path, run: Optional[Path] = None, on_ev
     last = total if stop_after is None else min(stop_after, total)
     finished = read_status(run)["state"] == "finished" or (last + 1 <= len(finished_iterations(run)))
     job = None if finished else Pruning(config, run, on_event)  # device and data errors before any file is written
-    open_run(config, root, run)
-    with locked(run):
+    if world().is_main:
+        open_run(config, root, run)
+    barrier()
+    status = write_status if world().is_main else (lambda *args: None)
+    with main_only(locked(run)):
         if len(finished_iterations(run)) >= last + 1:
             on_event("finished", {"run": str(run), "resumed": True})
             return run
-        clear_partial(run)
-        write_status(run, "running", max(len(finished_iterations(run)) - 1, 0), total)
+        if world().is_main:
+            clear_partial(run)
+        status(run, "running", max(len(finished_iterations(run)) - 1, 0), total)
         try:
             job = job or Pruning(config, run, on_event)
             previous = job.finetune()
@@ -179,11 +190,12 @@ def run_pruning(config: RunConfig, root: Path, run: Optional[Path] = None, on_ev
             context = criterion_context(config, read_json(paths.iteration_dir(run, 0) / paths.RECORD), job.measure)
             for t in range(1, last + 1):
                 previous = job.iterate(t, dense, previous, context)
-                write_status(run, "running", t, total)
+                status(run, "running", t, total)
         except BaseException as exc:
-            write_status(run, "failed", max(len(finished_iterations(run)) - 1, 0), total, str(exc) or type(exc).__name__)
+            status(run, "failed", max(len(finished_iterations(run)) - 1, 0), total, str(exc) or type(exc).__name__)
             raise
-        write_json_atomic(run / paths.RECORDS, load_records(run))
-        write_status(run, "finished" if last == total else "paused", last, total)
+        if world().is_main:
+            write_json_atomic(run / paths.RECORDS, load_records(run))
+        status(run, "finished" if last == total else "paused", last, total)
     on_event("finished", {"run": str(run), "resumed": False})
     return run

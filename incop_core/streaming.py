@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .distributed import all_sum, world
 from .flows import FlowStats, channel_means, flow_layers, record_outputs
 
 
@@ -53,9 +54,22 @@ class StreamMonitor:
         self.gf_batches += 1
         self.seconds += time.perf_counter() - start
 
+    def _reduce(self) -> None:
+        """Sum the statistics over ranks, so every process sees the whole epoch."""
+        if not world().active:
+            return
+        for tensor in [*self.stats.sums, *self.stats.squares, *self.stats.cross]:
+            all_sum(tensor)
+        counts = all_sum(torch.tensor([float(self.stats.n), float(self.gf_batches)], dtype=torch.float64,
+                                      device=self.stats.sums[0].device if self.stats.sums else None))
+        self.stats.n, self.gf_batches = int(counts[0]), int(counts[1])
+        if self.gf_sum is not None:
+            all_sum(self.gf_sum)
+
     def end_epoch(self) -> dict[str, np.ndarray]:
         """This epoch's streamed IF and GF; resets the accumulators for the next epoch."""
         start = time.perf_counter()
+        self._reduce()
         flows = {"if": self.stats.information_flow() if self.stats.n else np.array([]),
                  "gf": (self.gf_sum / max(self.gf_batches, 1)).cpu().numpy() if self.gf_sum is not None else np.array([])}
         self._reset()

@@ -15,6 +15,7 @@ from .config import OptimConfig
 from .criteria import MAX_EPOCHS, Criterion, EpochRecord, Verdict
 from .data import Dataset, Split, batches
 from .devices import autocast
+from .distributed import all_sum, world, wrap
 from .errors import TrainingDiverged
 from .masks import Mask, prunable_weights
 from .streaming import StreamMonitor
@@ -66,7 +67,7 @@ def train_epoch(model: nn.Module, data: Dataset, opt: MaskedSGD, batch_size: int
                 generator: torch.Generator, monitor: Optional[StreamMonitor] = None) -> float:
     model.train()
     total = torch.zeros((), device=device)
-    for images, labels in batches(data.train, batch_size, data, device, generator):
+    for images, labels in batches(data.train, batch_size, data, device, generator, sharded=world().active):
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device):
@@ -76,8 +77,7 @@ def train_epoch(model: nn.Module, data: Dataset, opt: MaskedSGD, batch_size: int
         loss.backward()
         opt.step(monitor)
         total += loss.detach() * len(labels)
-    mean = float(total) / max(len(data.train), 1)
-    return mean
+    return float(all_sum(total)) / max(len(data.train), 1)
 
 
 def train(model: nn.Module, data: Dataset, mask: Mask, optim: OptimConfig, criterion: Criterion, max_epochs: int,
@@ -89,14 +89,15 @@ def train(model: nn.Module, data: Dataset, mask: Mask, optim: OptimConfig, crite
     torch.manual_seed(seed)
     opt, result = MaskedSGD(model, mask, optim), TrainResult()
     monitor = StreamMonitor(model) if stream else None
+    trained, batch_size = wrap(model, device), max(1, optim.batch_size // world().size)  # same global batch
     for epoch in range(1, max_epochs + 1):
         start = time.perf_counter()
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         if monitor is None:
-            loss = train_epoch(model, data, opt, optim.batch_size, device, generator)
+            loss = train_epoch(trained, data, opt, batch_size, device, generator)
         else:
             with monitor.watching():
-                loss = train_epoch(model, data, opt, optim.batch_size, device, generator, monitor)
+                loss = train_epoch(trained, data, opt, batch_size, device, generator, monitor)
         if not torch.isfinite(torch.tensor(loss)):
             raise TrainingDiverged(f"training loss became {loss} in epoch {epoch}; lower the learning rate "
                                    "(--set optim.lr=...) and re-run: finished iterations are kept")
