@@ -1,15 +1,26 @@
-# incop worker image (minimal until the flows issue adds the Prefect entrypoint).
-FROM python:3.11-slim
-ARG TORCH_SPEC="torch==2.14.1 torchvision==0.29.1"
-ARG TORCH_INDEX_URL=""
-RUN useradd --create-home incop
+# incop worker image: CPU torch by default; for a GPU worker build with
+#   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130 -t incop-gpu .
+# (the CUDA wheels carry their runtime; the host needs the NVIDIA driver and container toolkit), or set
+# BASE to a CUDA image that has Python 3.11.
+ARG BASE=python:3.11-slim
+FROM ${BASE}
+
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 INCOP_HOME=/app
+
+RUN useradd --create-home --uid 10001 incop
 WORKDIR /app
-COPY pyproject.toml README.md ./
+
+RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==2.14.1" "torchvision==0.29.1"
+COPY pyproject.toml README.md prefect.yaml ./
 COPY incop_core ./incop_core
 COPY flows ./flows
 COPY deploy ./deploy
-RUN pip install --no-cache-dir ${TORCH_INDEX_URL:+--index-url $TORCH_INDEX_URL} $TORCH_SPEC \
-    && pip install --no-cache-dir .
+RUN pip install --no-cache-dir . && incop --help > /dev/null
+
 USER incop
+ENV PREFECT_HOME=/home/incop/.prefect
+# Serves the nightly deployment against PREFECT_API_URL; override with e.g.
+#   docker run incop prefect worker start --pool gpu
 ENTRYPOINT ["incop"]
-CMD ["--help"]
+CMD ["serve"]
