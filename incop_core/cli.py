@@ -14,7 +14,7 @@ from rich.table import Table
 from .errors import IncopError
 
 # Only typer and rich load at start-up: device commands (pull, predict) must run without torch.
-SCHEDULE_NAMES = "lth, sap"
+SCHEDULE_NAMES = "egp, lth, sap"
 CRITERION_NAMES = "fixed-epochs, accuracy, incop-if, incop-gf"
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Information Consistent Pruning for edge deployment.")

@@ -66,7 +66,9 @@ def _torchvision(name: str, channels: int, size: int, num_classes: int) -> nn.Mo
     from torchvision import models
 
     if name.startswith("resnet"):
-        return _adapt_resnet(getattr(models, name)(weights=None), channels, size, num_classes)
+        from .relus import distinct_relus
+
+        return distinct_relus(_adapt_resnet(getattr(models, name)(weights=None), channels, size, num_classes))
     return _adapt_vgg(models.vgg16(weights=None), channels, size, num_classes)
 
 

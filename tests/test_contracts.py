@@ -28,23 +28,35 @@ def test_every_plugin_config_has_its_kind_and_documented_fields(name):
     assert _fields_documented(config)
 
 
+def _limit(weights, mask, scope, group):
+    """How many a count for `group` may be at most: survivors of the group ("*") or of the layer."""
+    if group == magnitude.ALL:
+        return magnitude.survivors(weights, mask, scope)[group].numel()
+    keep = mask.tensors[group]
+    return int(magnitude.alive_filters(keep).sum()) if scope == "filter" else int(keep.sum())
+
+
 @pytest.mark.parametrize("name", SCHEDULES.names())
 @pytest.mark.parametrize("scope", magnitude.SCOPES)
 def test_schedule_counts_are_within_survivors_and_prune_shrinks_the_mask(name, scope):
     torch.manual_seed(0)
     model = build_model(ModelConfig(width=8), (1, 16, 16), 4)
+    images = torch.randn(32, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    probe = lambda: [(images[i:i + 16], torch.zeros(16, dtype=torch.long)) for i in (0, 16)]  # noqa: E731
     weights = {n: w.detach() for n, w in prunable_weights(model).items()}
     mask = Mask.dense(model)
     for t in (1, 2, 3):
-        state = PruneState(weights, mask, scope, t, model, None)
+        state = PruneState(weights, mask, scope, t, model, probe)
         counts = SCHEDULES.build(SCHEDULES.config_for(name)()).prune_counts(state)
-        groups = magnitude.survivors(weights, mask, scope)
-        assert counts and all(0 <= counts[g] <= groups[g].numel() for g in counts)
+        assert counts and all(0 <= c <= _limit(weights, mask, scope, g) for g, c in counts.items())
         new = magnitude.prune(weights, mask, counts, scope)
         assert new.is_subset_of(mask) and new.remaining_total() <= mask.remaining_total()
         if scope == "global":  # random weights are never flat enough for a schedule to prune nothing
             assert new.remaining_total() < mask.remaining_total()
         mask = new
+        with torch.no_grad():
+            for n, w in prunable_weights(model).items():
+                w.mul_(mask.tensors[n])
 
 
 FAR = {"if": np.full(3, 5.0), "gf": np.full(4, 50.0), "if-stream": np.full(3, 5.0), "gf-stream": np.full(4, 50.0)}

@@ -28,4 +28,4 @@ class Schedule(Protocol):
 
 SCHEDULES: Registry[Schedule] = Registry("schedule")
 
-from . import lth, sap  # noqa: E402,F401  (registers the built-in schedules)
+from . import egp, lth, sap  # noqa: E402,F401  (registers the built-in schedules)

@@ -1,0 +1,65 @@
+"""Layer entropy of ReLU states and the EGP budget with water-filling (SPEC 3.6)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .relus import relu_inputs, relu_map
+
+
+def binary_entropy(p: torch.Tensor) -> torch.Tensor:
+    """h(p) in bits, with h(0) = h(1) = 0."""
+    p = p.double().clamp(0, 1)
+    terms = [torch.where(q > 0, -q * torch.log2(q.clamp_min(1e-300)), torch.zeros_like(q)) for q in (p, 1 - p)]
+    return terms[0] + terms[1]
+
+
+def channel_on_fraction(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Per channel: how many (sample, position) pairs are > 0, and how many pairs there are."""
+    positive = (x > 0).double()
+    if x.dim() == 4:
+        return positive.sum(dim=(0, 2, 3)), x.shape[0] * x.shape[2] * x.shape[3]
+    return positive.sum(dim=0), x.shape[0]
+
+
+def layer_entropies(model: nn.Module, probe) -> dict[str, float]:
+    """H_l: mean channel entropy of the ReLU that rectifies layer l, over the probe set (eval mode)."""
+    first = next(iter(probe()))[0][:2]
+    mapping = relu_map(model, first)
+    counts: dict[str, list] = {name: [0.0, 0] for name in mapping}
+
+    def add(name: str, x: torch.Tensor) -> None:
+        on, total = channel_on_fraction(x.detach())
+        counts[name][0] = counts[name][0] + on
+        counts[name][1] += total
+
+    was = model.training
+    model.eval()
+    with torch.no_grad(), relu_inputs(model, list(mapping), add):
+        for images, _ in probe():
+            model(images)
+    model.train(was)
+    return {mapping[n]: float(binary_entropy(on / max(total, 1)).mean()) for n, (on, total) in counts.items()}
+
+
+def water_fill(budget: float, scores: dict[str, float], survivors: dict[str, int]) -> dict[str, int]:
+    """Split `budget` by softmax(scores); a layer offered more than its survivors is zeroed whole and the
+    rest is re-allocated among the others, until no allocation exceeds what is left."""
+    wait, counts = dict(scores), {}
+    while wait and budget > 0:
+        top = max(wait.values())
+        weights = {n: math.exp(s - top) for n, s in wait.items()}  # softmax, shifted for stability
+        total = sum(weights.values())
+        offers = {n: budget * w / total for n, w in weights.items()}
+        full = [n for n, offer in offers.items() if offer >= survivors[n]]
+        if not full:
+            counts.update({n: math.floor(offer) for n, offer in offers.items()})
+            return counts
+        for n in full:
+            counts[n] = survivors[n]
+            budget -= survivors[n]
+            del wait[n]
+    return counts
