@@ -1,0 +1,50 @@
+"""INT8: onnxruntime static quantisation (pre-processing, QDQ, per-channel weights), calibrated on training images."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from incop_core.fileio import write_bytes_atomic
+
+from .errors import ExportFailed
+from .onnx_export import check
+from .runtime import read_model
+
+CALIBRATION_BATCH = 32
+
+
+class _Batches:
+    """onnxruntime's CalibrationDataReader protocol over an array of images."""
+
+    def __init__(self, name: str, images: np.ndarray) -> None:
+        self.name = name
+        self.chunks = iter([images[s:s + CALIBRATION_BATCH] for s in range(0, len(images), CALIBRATION_BATCH)])
+
+    def get_next(self) -> dict | None:
+        chunk = next(self.chunks, None)
+        return None if chunk is None else {self.name: np.ascontiguousarray(chunk, dtype=np.float32)}
+
+
+def quantize_int8(source: Path, target: Path, calibration: np.ndarray) -> Path:
+    """Write an INT8 QDQ copy of `source` (uint8 activations, int8 per-channel weights, MinMax calibration)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    name = read_model(source).graph.input[0].name
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        try:
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
+            quantize_static(str(prepared), str(quantized), _Batches(name, calibration), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise ExportFailed(f"INT8 quantisation of {Path(source).name} failed ({first}); "
+                               f"use `incop export --no-int8` to skip INT8") from None
+        check(read_model(quantized), f"the INT8 model {Path(target).name}")
+        write_bytes_atomic(Path(target), quantized.read_bytes())
+    return Path(target)

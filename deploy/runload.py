@@ -1,0 +1,95 @@
+"""Rebuild a finished run's models and data from its directory (config.json + iteration checkpoints)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from incop_core import paths
+from incop_core.config import RunConfig
+from incop_core.data import Dataset, Split, load_dataset
+from incop_core.fileio import read_json
+from incop_core.masks import Mask
+from incop_core.models import build_model
+from incop_core.rundir import finished_iterations, read_status
+
+from .errors import DeployError, RunNotFinished
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """A finished run: its config, data, final iteration's record and mask."""
+
+    path: Path
+    config: RunConfig
+    data: Dataset
+    final: int
+    record: dict
+    mask: Mask
+
+    def model(self, iteration: int) -> nn.Module:
+        """The run's architecture with the weights saved at `iteration`, in eval mode on the CPU."""
+        torch.manual_seed(self.config.seed)
+        model = build_model(self.config.model.model_copy(update={"weights": None}), self.data.input_shape,
+                            self.data.num_classes)
+        model.load_state_dict(load_state(paths.iteration_dir(self.path, iteration) / paths.WEIGHTS))
+        return model.eval()
+
+    def probe_split(self) -> Split:
+        """The run's fixed, seeded probe subset of the training split (as the runner draws it)."""
+        gen = torch.Generator().manual_seed(self.config.seed + 1)
+        index = torch.randperm(len(self.data.train), generator=gen)[: self.config.prune.probe_size]
+        return self.data.train.subset(index)
+
+
+def load_state(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DeployError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete its iteration folder "
+                          f"and re-run `incop prune` to recompute it") from None
+
+
+def resolve_run(run: str, runs_dir: Path) -> Path:
+    """A run given as a directory, a hash, or a unique hash prefix under `runs_dir`."""
+    for candidate in (Path(run), Path(runs_dir) / run):
+        if (candidate / paths.CONFIG).is_file():
+            return candidate
+    found = [p for p in Path(runs_dir).glob(f"{run}*") if (p / paths.CONFIG).is_file()] if Path(runs_dir).is_dir() else []
+    if len(found) == 1:
+        return found[0]
+    raise DeployError(f"no single run {run!r} under {runs_dir}; list runs with `incop runs` or pass the run directory")
+
+
+def require_finished(run: Path) -> None:
+    """Raise unless `run` is a run directory whose pruning loop has finished."""
+    run = Path(run)
+    if not (run / paths.CONFIG).is_file():
+        raise DeployError(f"{run} is not a run directory (no {paths.CONFIG}); pass a directory made by `incop prune`")
+    status = read_status(run)
+    if status.get("state") != "finished":
+        raise RunNotFinished(f"run {run.name} has not finished (state {status.get('state')}, "
+                             f"{status.get('iterations_done')}/{status.get('iterations_total')} iterations); "
+                             f"wait for it to finish (or resume it with `incop prune`) before exporting")
+
+
+def load_run(run: Path) -> LoadedRun:
+    """Load a finished run's config, data and final mask (models are built on demand)."""
+    run = Path(run)
+    require_finished(run)
+    config = RunConfig.model_validate(read_json(run / paths.CONFIG))
+    final = finished_iterations(run)[-1]
+    folder = paths.iteration_dir(run, final)
+    data = load_dataset(config.data, config.seed)
+    return LoadedRun(run, config, data, final, read_json(folder / paths.RECORD), Mask.load(folder / paths.MASK))
+
+
+def normalised(split: Split, data: Dataset, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `limit` images of `split` as normalised float32 NCHW, with their labels."""
+    images, labels = split.images[:limit], split.labels[:limit]
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    return ((images.float() / 255 - mean) / std).contiguous(), labels
