@@ -41,6 +41,11 @@ def ui_location() -> str:
             f"{os.environ.get('PREFECT_HOME', '~/.prefect')}. Run `prefect server start` and open {DEFAULT_UI} to see them.")
 
 
+def _local_only() -> None:
+    """Keep Prefect's servers from phoning home: nothing here talks beyond this machine."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
 def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> None:
     @app.command()
     def pipeline(config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON or TOML pipeline parameters."),
@@ -48,6 +53,7 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
         """Run the whole prune-and-export flow: finetune, prune, validate, export, benchmark, publish, report."""
         def go() -> None:
             params = load_params(config, set_)
+            _local_only()
             from .pipeline import prune_and_export
 
             result = prune_and_export(params)
@@ -66,6 +72,7 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
         """Serve the prune-and-export deployment on a nightly schedule; runs can also be started from the UI."""
         def go() -> None:
             params = load_params(config, set_)
+            _local_only()
             from .serve import serve_nightly
 
             typer.echo(f"serving prune-and-export/nightly at '{cron}' ({timezone}); {ui_location()}")

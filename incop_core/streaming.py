@@ -12,7 +12,10 @@ import torch
 from torch import nn
 
 from .distributed import all_sum, world
-from .flows import FlowStats, channel_means, flow_layers, record_outputs
+from .flows import FlowStats, flow_layers, record_outputs
+
+
+FLUSH_EVERY = 32  # batches of channel means folded into the statistics at once (few ops per step)
 
 
 class StreamMonitor:
@@ -25,12 +28,14 @@ class StreamMonitor:
 
     def _reset(self) -> None:
         self.stats, self.current = FlowStats(), [None] * len(self.layers)
+        self.pending: list[list[torch.Tensor]] = []
         self.gf_sum, self.gf_batches = None, 0
 
     def _keep(self, k: int, out: torch.Tensor) -> None:
         if self.layers[k].training and torch.is_grad_enabled():  # training passes only, never evaluation
             start = time.perf_counter()
-            self.current[k] = channel_means(out)
+            out = out.detach()
+            self.current[k] = out.mean(dim=(2, 3)) if out.dim() == 4 else out
             self.seconds += time.perf_counter() - start
 
     @contextmanager
@@ -40,17 +45,28 @@ class StreamMonitor:
             yield self
 
     def batch_done(self) -> None:
-        start = time.perf_counter()
         if all(a is not None for a in self.current):
-            self.stats.update(self.current)
+            self.pending.append(self.current)
         self.current = [None] * len(self.layers)
+        if len(self.pending) >= FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Fold the pending batches' channel means into the float64 statistics."""
+        start = time.perf_counter()
+        if self.pending:
+            self.stats.update([torch.cat(column).double() for column in zip(*self.pending)])
+            self.pending = []
         self.seconds += time.perf_counter() - start
 
     def gradients(self, grads: list[torch.Tensor]) -> None:
-        """Add this step's masked-gradient Frobenius norms (one fused call, no device sync)."""
+        """Add this step's masked-gradient Frobenius norms (two fused calls, no device sync)."""
         start = time.perf_counter()
-        norms = torch.stack(torch._foreach_norm(grads)).double()
-        self.gf_sum = norms if self.gf_sum is None else self.gf_sum + norms
+        norms = torch._foreach_norm(grads)
+        if self.gf_sum is None:
+            self.gf_sum = [n.double() for n in norms]
+        else:
+            torch._foreach_add_(self.gf_sum, norms)
         self.gf_batches += 1
         self.seconds += time.perf_counter() - start
 
@@ -63,15 +79,16 @@ class StreamMonitor:
         counts = all_sum(torch.tensor([float(self.stats.n), float(self.gf_batches)], dtype=torch.float64,
                                       device=self.stats.sums[0].device if self.stats.sums else None))
         self.stats.n, self.gf_batches = int(counts[0]), int(counts[1])
-        if self.gf_sum is not None:
-            all_sum(self.gf_sum)
+        for tensor in self.gf_sum or []:
+            all_sum(tensor)
 
     def end_epoch(self) -> dict[str, np.ndarray]:
         """This epoch's streamed IF and GF; resets the accumulators for the next epoch."""
+        self._flush()
         start = time.perf_counter()
         self._reduce()
-        flows = {"if": self.stats.information_flow() if self.stats.n else np.array([]),
-                 "gf": (self.gf_sum / max(self.gf_batches, 1)).cpu().numpy() if self.gf_sum is not None else np.array([])}
+        gf = torch.stack(self.gf_sum).cpu().numpy() / max(self.gf_batches, 1) if self.gf_sum else np.array([])
+        flows = {"if": self.stats.information_flow() if self.stats.n else np.array([]), "gf": gf}
         self._reset()
         self.seconds += time.perf_counter() - start
         return flows

@@ -1,3 +1,7 @@
+import os
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry from test servers
+
 import pytest
 import torch
 
