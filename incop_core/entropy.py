@@ -25,8 +25,8 @@ def channel_on_fraction(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return positive.sum(dim=0), x.shape[0]
 
 
-def layer_entropies(model: nn.Module, probe) -> dict[str, float]:
-    """H_l: mean channel entropy of the ReLU that rectifies layer l, over the probe set (eval mode)."""
+def on_fractions(model: nn.Module, probe) -> dict[str, torch.Tensor]:
+    """p_c per channel of the ReLU that rectifies each layer (keyed by the layer's weight name), eval mode."""
     first = next(iter(probe()))[0][:2]
     mapping = relu_map(model, first)
     counts: dict[str, list] = {name: [0.0, 0] for name in mapping}
@@ -42,7 +42,23 @@ def layer_entropies(model: nn.Module, probe) -> dict[str, float]:
         for images, _ in probe():
             model(images)
     model.train(was)
-    return {mapping[n]: float(binary_entropy(on / max(total, 1)).mean()) for n, (on, total) in counts.items()}
+    return {mapping[n]: (on / max(total, 1)).cpu() for n, (on, total) in counts.items()}
+
+
+def layer_entropies(model: nn.Module, probe) -> dict[str, float]:
+    """H_l: mean binary entropy (bits) of layer l's ReLU channels over the probe set."""
+    return {layer: float(binary_entropy(p).mean()) for layer, p in on_fractions(model, probe).items()}
+
+
+def relu_states(model: nn.Module, probe) -> dict[str, dict]:
+    """Per layer: channels always ON (the ReLU is the identity there), always OFF, entropy; and whether
+    the whole layer is linear (all ON) or dead (all OFF), i.e. removable."""
+    report = {}
+    for layer, p in on_fractions(model, probe).items():
+        on, off = int((p == 1).sum()), int((p == 0).sum())
+        report[layer] = {"channels": len(p), "always_on": on, "always_off": off, "entropy": float(binary_entropy(p).mean()),
+                         "removable": "linear" if on == len(p) else "dead" if off == len(p) else None}
+    return report
 
 
 def water_fill(budget: float, scores: dict[str, float], survivors: dict[str, int]) -> dict[str, int]:

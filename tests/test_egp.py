@@ -75,3 +75,20 @@ def test_egp_gives_the_budget_to_layers_with_entropy_and_prunes_half_their_survi
         PruneState(weights, Mask.dense(model), "global", 1, model, probe))
     live = sum(weights[n].numel() for n in entropy if entropy[n] > 0)
     assert 0.5 * live - len(entropy) < sum(counts.values()) <= 0.5 * live
+
+
+def test_relu_states_report_always_on_and_always_off_layers():
+    from torch import nn
+
+    from incop_core.entropy import relu_states
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 2))
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].bias.copy_(torch.tensor([1.0, 2.0, 3.0]))  # always on: the first layer acts linearly
+        model[2].weight.zero_()
+        model[2].bias.fill_(-1.0)  # always off: the second layer is dead
+    x = torch.randn(16, 4)
+    report = relu_states(model, lambda: [(x, None)])
+    assert report["0.weight"]["removable"] == "linear" and report["0.weight"]["always_on"] == 3
+    assert report["2.weight"]["removable"] == "dead" and report["2.weight"]["entropy"] == 0.0
