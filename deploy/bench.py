@@ -72,7 +72,8 @@ def speedups(summaries: Mapping[str, dict], baseline: str) -> dict[str, float]:
 def describe_model(path: Path) -> dict:
     """Static facts of an ONNX file: input, FLOPs and parameters per sample, file sizes."""
     proto = read_model(path)
-    return {"path": str(path), "input": input_spec(path), "flops": count_flops(proto), **count_parameters(proto),
+    flops = count_flops(proto)
+    return {"path": str(path), "input": input_spec(path), "flops": flops, "macs": flops // 2, **count_parameters(proto),
             "sparse_initializers": len(proto.graph.sparse_initializer), "sizes": file_sizes(path)}
 
 

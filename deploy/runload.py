@@ -80,7 +80,11 @@ def load_run(run: Path) -> LoadedRun:
     """Load a finished run's config, data and final mask (models are built on demand)."""
     run = Path(run)
     require_finished(run)
-    config = RunConfig.model_validate(read_json(run / paths.CONFIG))
+    try:
+        config = RunConfig.model_validate(read_json(run / paths.CONFIG))
+    except Exception as exc:
+        raise DeployError(f"{run / paths.CONFIG} does not load with this version of incop ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:120]}); check that its schedule and criterion are registered") from None
     final = finished_iterations(run)[-1]
     folder = paths.iteration_dir(run, final)
     data = load_dataset(config.data, config.seed)

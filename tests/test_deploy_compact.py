@@ -86,14 +86,33 @@ def test_resnet18_residual_stream_is_compacted_only_where_every_writer_is_zero(r
     assert len(stream) == 1  # every coupled layer agrees
     writers = (model.conv1, model.layer1[0].conv2, model.layer1[1].conv2)
     dead_everywhere = set.intersection(*[{i for i in range(64) if not w.weight[i].any()} for w in writers])
-    assert stream.pop() == 64 - len(dead_everywhere)
+    carried = 1 if "conv1" in result.carriers else 0  # the stream group is rooted at the stem conv
+    assert stream.pop() == 64 - len(dead_everywhere) + carried
 
 
-def test_constant_contributions_are_folded_as_bias_or_bias_map(resnet):
+def test_constants_are_carried_by_one_kept_channel_so_the_graph_stays_plain(resnet):
     _, _, result = resnet
-    assert set(result.folded.values()) <= {"bias", "map", "map after BatchNorm"}
+    assert set(result.folded.values()) <= {"bias", "carrier channel"}
     assert result.folded.get("fc") == "bias"  # dead stream channels reach fc as constants through the pooling
-    assert any(has_bias_map(m) for m in result.model.modules())
+    assert result.folded.get("layer1.0.conv1") == "carrier channel"  # a 3x3 conv of a constant is not uniform
+    assert not any(has_bias_map(m) for m in result.model.modules())
+
+
+def test_without_a_common_carrier_the_constants_become_a_bias_map():
+    """Two dead stream channels, each constant non-zero at a different reader: no one channel can carry both."""
+    model = build_model(ModelConfig(name="resnet18"), (1, 8, 8), 3).eval()
+    writers = (model.conv1, model.layer1[0].conv2, model.layer1[1].conv2)
+    with torch.no_grad():
+        for conv in writers:
+            conv.weight[:2] = 0
+        model.bn1.bias[:2] = torch.tensor([1.0, -1.0])             # layer1.0.conv1 sees (1, 0)
+        model.layer1[0].bn2.bias[:2] = torch.tensor([-5.0, 2.0])   # layer1.1.conv1 sees (0, 2)
+        model.layer1[1].bn2.bias[:2] = torch.tensor([-5.0, -5.0])  # layer2 sees (0, 0)
+    images = torch.randn(4, 1, 8, 8)
+    result = compact(model, images[:2])
+    assert "conv1" not in result.carriers and result.removed["conv1"] == 2
+    assert result.folded["layer1.0.conv1"].startswith("map") and result.folded["layer1.1.conv1"].startswith("map")
+    assert max_abs_difference(model, result.model, images) <= TOLERANCE
 
 
 def test_vgg16_compaction_gives_the_masked_outputs(vgg):
