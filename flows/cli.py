@@ -41,9 +41,27 @@ def ui_location() -> str:
             f"{os.environ.get('PREFECT_HOME', '~/.prefect')}. Run `prefect server start` and open {DEFAULT_UI} to see them.")
 
 
+SERVER_START_SECONDS = "240"  # a fresh PREFECT_HOME migrates its database first; busy machines are slow
+
+
 def _local_only() -> None:
-    """Keep Prefect's servers from phoning home: nothing here talks beyond this machine."""
+    """Keep Prefect's servers from phoning home, and give the embedded server time to start."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", SERVER_START_SECONDS)
+
+
+def _run_flow(params) -> dict:
+    from incop_core.errors import IncopError
+
+    from .pipeline import prune_and_export
+
+    try:
+        return prune_and_export(params)
+    except RuntimeError as exc:
+        if "ephemeral Prefect API" not in str(exc):
+            raise
+        raise IncopError("Prefect's embedded server did not start in time; start one (`prefect server start`) and "
+                         "set PREFECT_API_URL, or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") from None
 
 
 def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> None:
@@ -54,9 +72,7 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
         def go() -> None:
             params = load_params(config, set_)
             _local_only()
-            from .pipeline import prune_and_export
-
-            result = prune_and_export(params)
+            result = _run_flow(params)
             typer.echo(result["summary"])
             typer.echo(f"Results: {result['run']} (report in {result['report']})")
             typer.echo(f"Published: {result['name']} version {result['version']} in {params.registry}")
