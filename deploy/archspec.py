@@ -15,6 +15,7 @@ from torch import nn
 from incop_core.fileio import read_json, save_torch_atomic, write_json_atomic
 from incop_core.models import ModelConfig, build_model
 
+from .depth import ConstantBranch
 from .errors import DeployError
 from .layers import add_bias_map, has_bias_map
 
@@ -40,8 +41,10 @@ def _layer_entry(module: nn.Module) -> dict | None:
 def architecture_spec(model: nn.Module, base: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> dict:
     """Channels (and added biases / bias maps) of every Conv2d, Linear and BatchNorm2d, by module name."""
     layers = {name: entry for name, module in model.named_modules() if (entry := _layer_entry(module))}
+    constant = {name: int(m.shift.shape[1]) for name, m in model.named_modules() if isinstance(m, ConstantBranch)}
     return {"format": FORMAT, "model": base.model_dump(mode="json", exclude={"weights"}),
-            "input_shape": list(input_shape), "num_classes": num_classes, "layers": layers}
+            "input_shape": list(input_shape), "num_classes": num_classes, "layers": layers,
+            "constant_branches": constant}
 
 
 def _resized(old: nn.Module, entry: dict) -> nn.Module:
@@ -62,6 +65,11 @@ def rebuild(spec: dict, state: dict) -> nn.Module:
     if spec.get("format") != FORMAT:
         raise DeployError(f"architecture spec format {spec.get('format')!r} is not {FORMAT}; delete the export folder and run `incop export` again")
     model = build_model(ModelConfig(**spec["model"]), tuple(spec["input_shape"]), spec["num_classes"])
+    for name, channels in spec.get("constant_branches", {}).items():  # residual blocks reduced to a constant
+        block = model.get_submodule(name)
+        parent, _, attr = name.rpartition(".")
+        shortcut = block.downsample if block.downsample is not None else nn.Identity()
+        setattr(model.get_submodule(parent) if parent else model, attr, ConstantBranch(shortcut, torch.zeros(channels)))
     modules = dict(model.named_modules())
     for name, entry in spec["layers"].items():
         if name not in modules:

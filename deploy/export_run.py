@@ -21,6 +21,7 @@ from incop_core.rundir import locked
 from . import artifacts as names
 from .archspec import architecture_spec, save_compacted
 from .compact import compact, max_abs_difference
+from .depth import reduce_depth
 from .errors import ExportFailed
 from .onnx_export import MAX_ABS, OPSET, export_onnx, torch_logits, verify_parity
 from .quantize import quantize_int8
@@ -95,15 +96,16 @@ class _Exporter:
     def compacted(self, pruned: torch.nn.Module) -> tuple[Optional[torch.nn.Module], dict]:
         """Compact the pruned model, check it against the masked one on the probe set, save weights + spec."""
         probe, _ = normalised(self.loaded.probe_split(), self.loaded.data)
-        result = compact(pruned, probe[:4])
+        reduced, blocks = reduce_depth(pruned)  # zero-ended residual branches first: they leave the graph
+        result = compact(reduced, probe[:4])
         worst = max_abs_difference(pruned, result.model, probe)
-        summary = {"channels_removed": result.channels_removed, "removed_per_root": result.removed,
+        summary = {"blocks_removed": blocks, "channels_removed": result.channels_removed, "removed_per_root": result.removed,
                    "folded": result.folded, "probe_images": len(probe), "max_abs_vs_masked": worst,
                    "max_abs_limit": MAX_ABS}
         if worst > MAX_ABS:
             raise ExportFailed(f"the compacted model differs from the masked one by {worst:.2e} (limit {MAX_ABS:g}) "
                                f"on the probe set; use `incop export --no-compact` and check the model for unsupported layers")
-        if not result.channels_removed:
+        if not result.channels_removed and not blocks:
             return None, summary
         cfg, data = self.loaded.config, self.loaded.data
         spec = architecture_spec(result.model, cfg.model, data.input_shape, data.num_classes)

@@ -37,3 +37,19 @@ def test_blocks_with_live_branches_are_left_alone():
     model = _trained_looking(build_model(ModelConfig(name="resnet18"), (1, 16, 16), 4))
     reduced, removed = reduce_depth(model)
     assert removed == [] and not any(isinstance(m, ConstantBranch) for m in reduced.modules())
+
+
+def test_a_depth_reduced_model_rebuilds_from_its_json_spec_without_pickles():
+    from deploy.archspec import architecture_spec, rebuild
+
+    config = ModelConfig(name="resnet18")
+    model = _trained_looking(build_model(config, (1, 16, 16), 4))
+    with torch.no_grad():
+        model.layer2[1].conv2.weight.zero_()
+    reduced, removed = reduce_depth(model)
+    spec = architecture_spec(reduced, config, (1, 16, 16), 4)
+    assert spec["constant_branches"] == {"layer2.1": 128}
+    rebuilt = rebuild(spec, reduced.state_dict())
+    x = torch.randn(4, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), reduced(x))
