@@ -98,14 +98,21 @@ class Pruning:
         if 0 in finished_iterations(self.run):
             return self.load_iteration(0)
         self.emit("stage", {"name": "finetune", "epochs": self.config.finetune_epochs})
-        start, mask, recorder = time.perf_counter(), Mask.dense(self.model), FlowRecorder(self.measure)
+        criterion = self.config.prune.criterion
+        every_epoch = getattr(criterion, "estimator", None) == "probe" and getattr(criterion, "epsilon", None) == "auto"
+        start, mask, recorder = time.perf_counter(), Mask.dense(self.model), FlowRecorder(self.measure, every_epoch)
         result = train(self.model, self.data, mask, self.config.optim, recorder, self.config.finetune_epochs, self.device,
                        self.config.seed, keep_best=True, stream=True,
                        on_epoch=lambda row: self.emit("epoch", {"iteration": 0, **row}))
         self.model.load_state_dict(result.best_state)
         best = 1 + max(range(result.epochs), key=lambda e: (result.history[e]["val_acc"], -e))
-        reference = {key: flows.tolist() for key, flows in recorder.epochs[best - 1].items()}
-        auto = {key: auto_epsilon([row[key] for row in recorder.epochs], best) for key in reference}
+        probe_start = time.perf_counter()
+        best_flows = recorder.epochs[best - 1] if every_epoch else {
+            **recorder.epochs[best - 1], **{s: self.measure(s, self.model, mask) for s in ("if", "gf")}}
+        result.flow_seconds += 0.0 if every_epoch else time.perf_counter() - probe_start
+        reference = {key: flows.tolist() for key, flows in best_flows.items()}
+        auto = {key: auto_epsilon([row[key] for row in recorder.epochs], best) if key in recorder.epochs[0] else None
+                for key in reference}
         record = self.record(0, mask, result.epochs, "finetune", result.history, time.perf_counter() - start,
                              result.flow_seconds, {"dense_best_val_acc": result.best_val_acc, "best_epoch": best,
                                                    "reference": reference, "auto_epsilon": auto,
@@ -139,14 +146,15 @@ class Pruning:
 
 
 class FlowRecorder:
-    """The fine-tuning 'criterion': never stops, keeps each epoch's probe and streamed flows."""
+    """The fine-tuning 'criterion': never stops, keeps each epoch's streamed flows, and its probe flows
+    too when `probe` (only an auto epsilon for the probe estimator needs them every epoch)."""
 
-    def __init__(self, measure: Callable[[str, torch.nn.Module, Mask], np.ndarray]) -> None:
-        self.measure, self.epochs = measure, []
+    def __init__(self, measure: Callable[[str, torch.nn.Module, Mask], np.ndarray], probe: bool) -> None:
+        self.measure, self.probe, self.epochs = measure, probe, []
 
     def check(self, epoch: EpochRecord) -> Verdict:
         start = time.perf_counter()
-        row = {signal: self.measure(signal, epoch.model, epoch.mask) for signal in ("if", "gf")}
+        row = {signal: self.measure(signal, epoch.model, epoch.mask) for signal in ("if", "gf")} if self.probe else {}
         row.update({f"{signal}-stream": flows for signal, flows in epoch.stream.items()})
         self.epochs.append(row)
         return Verdict(False, flow_seconds=time.perf_counter() - start)

@@ -68,12 +68,12 @@ def test_auto_epsilon_is_the_median_distance_over_the_epochs_before_best():
     assert auto_epsilon(flows[:1], best=1) is None
 
 
-@pytest.mark.parametrize("kind", ["incop-if", "incop-gf"])
-def test_auto_epsilon_is_finite_positive_and_recorded(tmp_path, tiny_config, kind):
-    config = tiny_config(criterion={"kind": kind, "epsilon": "auto"})
+@pytest.mark.parametrize("kind,estimator", [("incop-if", "stream"), ("incop-gf", "stream"), ("incop-if", "probe")])
+def test_auto_epsilon_is_finite_positive_and_recorded(tmp_path, tiny_config, kind, estimator):
+    config = tiny_config(criterion={"kind": kind, "epsilon": "auto", "estimator": estimator})
     config = config.model_copy(update={"finetune_epochs": 3})
     records = load_records(run_pruning(config, tmp_path))
-    key = f"{kind[-2:]}-stream"
+    key = f"{kind[-2:]}-stream" if estimator == "stream" else kind[-2:]
     chosen = records[0]["auto_epsilon"][key]
     assert np.isfinite(chosen) and chosen > 0
     assert all(r["epsilon"] == chosen for r in records[1:])
