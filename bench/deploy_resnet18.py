@@ -55,6 +55,7 @@ from deploy.bench import benchmark  # noqa: E402  (after the registration above)
 from deploy.export_run import export_run  # noqa: E402
 from deploy.report import write_report  # noqa: E402
 from incop_core.config import validate  # noqa: E402
+from incop_core.rundir import load_records  # noqa: E402
 from incop_core.runner import run_pruning  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -90,9 +91,12 @@ def figures(bench: dict, export: dict) -> dict:
     return out
 
 
-def headline(fig: dict) -> str:
+def headline(fig: dict, cfg) -> str:
     yes = lambda k: "meets" if fig["meets"][k] else "misses"  # noqa: E731
     acc = fig["accuracy_pp"]
+    note = (f"Accuracy reads as 'kept', not 'gained': on this CPU budget the dense model is fine-tuned for "
+            f"{cfg.finetune_epochs} epochs on {cfg.data.train_subset} images and the pruned model retrains "
+            f"{cfg.prune.max_epochs} more epochs from those weights (SPEC 3.2 rewind), so it can score above dense.")
     return "\n".join([
         "## Figures (targets from issue #4)", "",
         f"- P4 dense ÷ compacted p50, edge-1t: **{fig['P4_compacted']:.2f}x** (target ≥ 3x; accuracy "
@@ -102,7 +106,7 @@ def headline(fig: dict) -> str:
         f"- P5 dense raw ÷ smallest compressed artifact within 1 pp (`{fig['P5_artifact']}`): **{fig['P5']:.1f}x** "
         f"(compressed ÷ compressed {fig['P5_compressed_vs_compressed']:.1f}x; target ≥ 20x) — {yes('P5')} the target",
         f"- P6 dense achieved GFLOP/s ÷ measured peak, edge-1t: **{fig['P6']:.2f}** (target ≥ 0.5) — {yes('P6')} the target",
-        ""])
+        "", note, ""])
 
 
 def _rounded(times: dict) -> dict:
@@ -125,7 +129,8 @@ def main(argv=None) -> int:
     cfg, times = config(args), {}
     start = time.perf_counter()
     run = run_pruning(cfg, args.runs_dir)
-    times["prune_s"] = time.perf_counter() - start
+    times["prune_s"] = time.perf_counter() - start  # ~0 when the run was already finished (cached)
+    times["training_wall_s_recorded"] = sum(r["wall_seconds"] for r in load_records(run))
     start = time.perf_counter()
     export = export_run(run, parity_images=args.test_subset)
     times["export_s"] = time.perf_counter() - start
@@ -138,9 +143,9 @@ def main(argv=None) -> int:
              "stage_seconds": times, "command": "python bench/deploy_resnet18.py " + " ".join(argv or sys.argv[1:])}
     paths = write_report(bench, args.out, "deploy_resnet18", export=export.manifest,
                          title="ResNet-18 on FashionMNIST: dense vs filter-pruned / compacted / INT8 (onnxruntime CPU)",
-                         extra=extra, preface=headline(fig) + f"\nReproduce: `{extra['command'].strip()}` "
+                         extra=extra, preface=headline(fig, cfg) + f"\nReproduce: `{extra['command'].strip()}` "
                                                               f"(stage seconds: {_rounded(times)}).\n")
-    print(headline(fig))
+    print(headline(fig, cfg))
     print(_rounded(times), {k: str(v) for k, v in paths.items()})
     return 0
 
