@@ -13,10 +13,10 @@ ProfileName = Literal["edge-1t", "cpu-2t", "throughput"]
 
 def default_run() -> RunConfig:
     """The main job: FashionMNIST (20k training images, so it runs in minutes on 2 CPU cores), the small CNN,
-    SAP schedule with InCoP-IF stopping, 5 iterations."""
+    SAP schedule with the default InCoP stopping rule (output consistency, auto epsilon), 5 iterations."""
     return validate({"data": {"name": "fashion-mnist", "train_subset": 20000}, "model": {"name": "small-cnn"},
                      "finetune_epochs": 3,
-                     "prune": {"iterations": 5, "criterion": {"kind": "incop-if"}}})
+                     "prune": {"iterations": 5, "criterion": {"kind": "incop"}}})
 
 
 class PipelineParams(BaseModel):

@@ -15,7 +15,9 @@ from .errors import IncopError
 
 # Only typer and rich load at start-up: device commands (pull, predict) must run without torch.
 SCHEDULE_NAMES = "egp, lth, sap"
-CRITERION_NAMES = "fixed-epochs, accuracy, incop-if, incop-gf"
+CRITERION_NAMES = "accuracy, fixed-epochs, incop, incop-gf, incop-if"
+DISTANCE_NAMES = "cka, disagreement, gf-paper, gf-relative, if-matrix, if-paper, kl"
+COMPARE_METHODS = "sap,accuracy,incop-disagreement,matched-incop-disagreement"
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Information Consistent Pruning for edge deployment.")
 console = Console(stderr=True)
@@ -78,7 +80,8 @@ def prune(
     iterations: Optional[int] = typer.Option(None, help="Pruning iterations."),
     max_epochs: Optional[int] = typer.Option(None, help="Retraining epochs per iteration at most."),
     finetune_epochs: Optional[int] = typer.Option(None, help="Dense fine-tuning epochs."),
-    epsilon: Optional[float] = typer.Option(None, help="Flow-distance threshold of incop-if / incop-gf."),
+    distance: Optional[str] = typer.Option(None, help=f"Consistency signal of the incop criterion: {DISTANCE_NAMES}."),
+    epsilon: Optional[float] = typer.Option(None, help="Distance threshold of the incop criteria (default: auto)."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
     set_: List[str] = typer.Option([], "--set", help="Override any config field: --set prune.schedule.p=1.0"),
@@ -95,6 +98,8 @@ def prune(
              "finetune_epochs": finetune_epochs, "seed": seed, "device": device}
     if epsilon is not None:
         set_.append(f"prune.criterion.epsilon={epsilon}")
+    if distance is not None:
+        set_.append(f"prune.criterion.distance={distance}")
 
     def go() -> None:
         cfg = build_config(config, flags, set_)
@@ -109,9 +114,11 @@ def prune(
 @app.command()
 def compare(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON or TOML base config."),
-    methods: str = typer.Option("lth,sap,incop-if,incop-gf,accuracy", help="Comma-separated: lth, sap, accuracy, "
-                                "incop-if, incop-gf, incop-if-auto, incop-gf-auto."),
-    seeds: str = typer.Option("0", help="Comma-separated seeds; figures are mean ± std over them."),
+    methods: str = typer.Option(COMPARE_METHODS, help="Comma-separated: sap, lth, accuracy, incop-DISTANCE "
+                                f"({DISTANCE_NAMES}), matched-incop-DISTANCE (fixed epochs, same total as incop-DISTANCE), "
+                                "legacy incop-if, incop-gf, incop-if-auto, incop-gf-auto."),
+    seeds: str = typer.Option("0", help="Comma-separated seeds; figures are mean ± std, differences paired per seed."),
+    rewinds: str = typer.Option("finetuned", help="Comma-separated rewinds every method runs under: finetuned, previous."),
     model: Optional[str] = typer.Option(None, help="Architecture."),
     dataset: Optional[str] = typer.Option(None, help="Data set."),
     train_subset: Optional[int] = typer.Option(None, help="Use this many training images."),
@@ -123,7 +130,7 @@ def compare(
     runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where run directories live (finished runs are reused)."),
     out: Optional[Path] = typer.Option(None, help="Comparison directory (default runs-dir/compare/<id>)."),
 ) -> None:
-    """Run LTH, SAP, InCoP-IF/GF and accuracy stopping side by side; write JSON, markdown and plots."""
+    """Run methods side by side on SAP's sparsity trajectory; write JSON, markdown and plots."""
     from .compare import run_compare
 
     flags = {"model.name": model, "data.name": dataset, "data.train_subset": train_subset, "data.test_subset": test_subset,
@@ -136,7 +143,9 @@ def compare(
         except ValueError:
             raise IncopError(f"--seeds must be comma-separated integers (got {seeds!r})") from None
         printer = lambda kind, info: kind == "method" and console.print(f"{info['method']} seed {info['seed']}")  # noqa: E731
-        folder = run_compare(base, [m.strip() for m in methods.split(",") if m.strip()], seed_list, runs_dir, out, printer)
+        rewind_list = tuple(r.strip() for r in rewinds.split(",") if r.strip())
+        folder = run_compare(base, [m.strip() for m in methods.split(",") if m.strip()], seed_list, runs_dir, out, printer,
+                             rewind_list)
         typer.echo((folder / "comparison.md").read_text())
         typer.echo(str(folder))
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, field_validator, model_validator
 
 from .criteria import CRITERIA
 from .data import DataConfig
@@ -20,7 +21,7 @@ from .schedules import SCHEDULES
 ScheduleConfig = Annotated[Union[tuple(SCHEDULES.configs())], Field(discriminator="kind")]
 CriterionConfig = Annotated[Union[tuple(CRITERIA.configs())], Field(discriminator="kind")]
 NOT_HASHED = {"device"}
-DEFAULT_KINDS = {"schedule": "sap", "criterion": "incop-if"}
+DEFAULT_KINDS = {"schedule": "sap", "criterion": "incop"}
 
 
 class OptimConfig(BaseModel):
@@ -29,6 +30,21 @@ class OptimConfig(BaseModel):
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
     weight_decay: float = Field(5e-4, ge=0, lt=1, description="L2 weight decay.")
     batch_size: int = Field(128, ge=1, le=65536, description="Training batch size.")
+    schedule: Literal["constant", "cosine"] = Field(
+        "cosine", description="Fine-tuning learning rate: cosine decays lr towards 0 over finetune_epochs, so the dense "
+                              "network converges (a real plateau); constant keeps lr.")
+    retrain_lr: Optional[float] = Field(None, gt=0, le=10, description="Constant learning rate of every retraining "
+                                        "after a prune step (None: lr / 10, the fine-tuning regime).")
+
+    def retraining(self) -> "OptimConfig":
+        """The optimiser settings of retraining: constant `retrain_lr`."""
+        return self.model_copy(update={"lr": self.retrain_lr or self.lr / 10, "schedule": "constant"})
+
+    def lr_at(self, epoch: int, epochs: int) -> float:
+        """Learning rate of a 1-based epoch out of `epochs`."""
+        if self.schedule == "constant":
+            return self.lr
+        return self.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(epochs, 1)))
 
 
 class PruneConfig(BaseModel):
@@ -40,6 +56,18 @@ class PruneConfig(BaseModel):
     criterion: CriterionConfig = Field(default_factory=lambda: CRITERIA.config_for(DEFAULT_KINDS["criterion"])(), description="When to stop retraining.")
     probe_size: int = Field(2048, ge=16, description="Images in the fixed, seeded probe subset of the training split.")
     probe_batch: int = Field(256, ge=1, description="Batch size for probe passes.")
+    rewind: Literal["finetuned", "previous"] = Field(
+        "finetuned", description="Weights each retraining restarts from: the fine-tuned dense weights (masked), or "
+                                 "the previous iteration's trained weights (the paper's text).")
+    follow: Optional[list[dict[str, NonNegativeInt]]] = Field(
+        None, description="A sparsity trajectory to follow instead of asking the schedule: per iteration, the survivors "
+                          "per group after pruning (from another run; `incop compare` sets it so methods match).")
+
+    @model_validator(mode="after")
+    def _follow_covers_iterations(self) -> "PruneConfig":
+        if self.follow is not None and len(self.follow) < self.iterations:
+            raise ValueError(f"prune.follow holds {len(self.follow)} iterations but prune.iterations is {self.iterations}")
+        return self
 
     @field_validator("schedule", "criterion", mode="before")
     @classmethod
@@ -56,7 +84,10 @@ class RunConfig(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig, description="Which data and how it is split.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Which architecture.")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimiser settings.")
-    finetune_epochs: int = Field(5, ge=1, le=1000, description="Dense fine-tuning epochs (the best validation epoch is kept).")
+    finetune_epochs: int = Field(5, ge=1, le=1000, description="Dense fine-tuning epochs, at most (the best validation epoch is kept).")
+    finetune_plateau_pp: Optional[float] = Field(
+        None, gt=0, le=100, description="Stop fine-tuning at the plateau: when validation accuracy gained less than "
+                                        "this many points over the last 2 epochs (None: always finetune_epochs).")
     prune: PruneConfig = Field(default_factory=PruneConfig, description="The iterative pruning loop.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when present, else the CPU.")
 

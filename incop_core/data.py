@@ -27,7 +27,10 @@ class DataConfig(BaseModel):
     name: Literal["fashion-mnist", "mnist", "cifar10", "imagefolder", "synthetic"] = Field(
         "fashion-mnist", description="Data set: IDX files, a torchvision root, an ImageFolder tree, or synthetic test data.")
     root: Optional[str] = Field(None, description="Where the data lives; fashion-mnist defaults to the Debian package's directory.")
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="Share of the training split held out for validation.")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="Share of the training split held out for validation (unless val_size is set).")
+    val_size: Optional[int] = Field(None, ge=1, description=(
+        "Validation images, taken from training-split images outside train_subset when there are enough "
+        "(the training set is then the whole subset), else carved out of it; overrides val_fraction."))
     train_subset: Optional[int] = Field(None, ge=10, description="Use only this many training images (seeded choice).")
     test_subset: Optional[int] = Field(None, ge=10, description="Use only this many test images (seeded choice).")
     download: bool = Field(False, description="Let torchvision download MNIST/CIFAR-10 when missing (needs a network).")
@@ -144,17 +147,32 @@ def _raw_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split]:
     return _load_idx_pair(root, "train"), _load_idx_pair(root, "test")
 
 
+def split_indices(cfg: DataConfig, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training and validation indices from a seeded permutation of the training split.
+
+    With `val_size`, validation comes from images outside the training subset when there are
+    enough, so the whole subset trains; otherwise (and always without it) it is carved out of the subset."""
+    subset = order[: cfg.train_subset] if cfg.train_subset else order
+    if cfg.val_size is None:
+        n_val = max(1, int(round(len(subset) * cfg.val_fraction)))
+        return subset[n_val:], subset[:n_val]
+    outside = order[len(subset):]
+    if len(outside) >= cfg.val_size:
+        return subset, outside[: cfg.val_size]
+    if cfg.val_size >= len(subset):
+        raise DataError(f"data.val_size {cfg.val_size} leaves no training images of the {len(subset)} available; "
+                        "lower data.val_size or raise data.train_subset")
+    return subset[cfg.val_size:], subset[: cfg.val_size]
+
+
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """Load, subset and split the data; the same config and seed always give the same splits."""
     full_train, test = _raw_splits(cfg, seed)
     gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(full_train), generator=gen)
-    if cfg.train_subset:
-        order = order[: cfg.train_subset]
-    n_val = max(1, int(round(len(order) * cfg.val_fraction)))
+    train_index, val_index = split_indices(cfg, torch.randperm(len(full_train), generator=gen))
     if cfg.test_subset and cfg.test_subset < len(test):
         test = test.subset(torch.randperm(len(test), generator=gen)[: cfg.test_subset])
-    train, val = full_train.subset(order[n_val:]), full_train.subset(order[:n_val])
+    train, val = full_train.subset(train_index), full_train.subset(val_index)
     pixels = train.images.double() / 255
     mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
     std = tuple(pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())

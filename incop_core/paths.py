@@ -15,6 +15,7 @@ RECORDS = "records.json"
 WEIGHTS = "weights.pt"
 MASK = "mask.pt"
 RECORD = "record.json"
+DENSE_CACHE = "dense"
 
 
 def run_dir(root: Path, config_hash: str) -> Path:
@@ -23,3 +24,8 @@ def run_dir(root: Path, config_hash: str) -> Path:
 
 def iteration_dir(run: Path, iteration: int) -> Path:
     return Path(run) / ITERATIONS / f"{iteration:04d}"
+
+
+def dense_cache(run: Path, key: str) -> Path:
+    """Fine-tuned dense networks shared by the runs beside `run` that fine-tune identically."""
+    return Path(run).parent / DENSE_CACHE / key

@@ -10,7 +10,7 @@ def iteration_rows(records: list[dict]) -> list[dict]:
     for r in records:
         last = r["distances"][-1]["distance"] if r.get("distances") else None
         rows.append({"iter": r["iteration"], "remaining %": round(100 * r["remaining_fraction"], 2),
-                     "epochs": r["epochs"], "stop": r["stop_reason"], "val acc %": round(100 * r["val_acc"], 2),
+                     "epochs": round(r["epochs"], 2), "stop": r["stop_reason"], "val acc %": round(100 * r["val_acc"], 2),
                      "test acc %": round(100 * r["test_acc"], 2), "wall s": round(r["wall_seconds"], 1),
                      "flow s": round(r["flow_seconds"], 2), "last distance": None if last is None else round(last, 4)})
     return rows

@@ -6,6 +6,8 @@ resumes after the last finished iteration and a finished run does nothing.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import time
@@ -17,21 +19,25 @@ import torch
 
 from . import magnitude, paths
 from .config import RunConfig
-from .criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
+from .criteria import CRITERIA, CriterionContext
 from .data import Dataset, batches, load_dataset
-from .epsilon import auto_epsilon
 from .devices import place_dataset, prepare_model, resolve
 from .distributed import barrier, main_only, world
 from .errors import IncopError
-from .fileio import read_json, save_torch_atomic, write_json_atomic
+from .distances import DISTANCES, Snapshot
+from .fileio import copy_folder_atomic, read_json, save_torch_atomic, write_json_atomic
+from .finetune import ALL_NEEDS, PLATEAU, FinetuneRecorder, calibrate
 from .flows import gradient_flow, information_flow
 from .masks import Mask, prunable_weights
 from .models import build_model
 from .rundir import clear_partial, finished_iterations, load_records, locked, open_run, read_status, write_status
 from .schedules import SCHEDULES, PruneState
-from .train import evaluate, train
+from .snapshot import take_snapshot
+from .train import CheckPlan, evaluate, train
+from .trajectory import follow_counts, group_survivors
 
 Events = Callable[[str, dict], None]
+DENSE_CACHE_VERSION = 2  # bump when iteration 0's record changes shape
 
 
 def _quiet(kind: str, info: dict) -> None:
@@ -93,80 +99,119 @@ class Pruning:
             raise IncopError(f"checkpoint {folder / paths.WEIGHTS} is unreadable; delete {folder} to recompute that iteration") from exc
         return state, Mask.load(folder / paths.MASK)
 
+    def snapshot(self, model: torch.nn.Module, mask: Mask, needs: frozenset) -> Snapshot:
+        return take_snapshot(model, self.probe, mask, needs)
+
     def finetune(self) -> tuple[dict, Mask]:
         """Iteration 0: dense fine-tuning keeping the best validation epoch; its flows are the reference."""
-        if 0 in finished_iterations(self.run):
+        if 0 in finished_iterations(self.run) or self._from_dense_cache():
             return self.load_iteration(0)
         self.emit("stage", {"name": "finetune", "epochs": self.config.finetune_epochs})
-        criterion = self.config.prune.criterion
-        every_epoch = getattr(criterion, "estimator", None) == "probe" and getattr(criterion, "epsilon", None) == "auto"
-        start, mask, recorder = time.perf_counter(), Mask.dense(self.model), FlowRecorder(self.measure, every_epoch)
+        start, mask = time.perf_counter(), Mask.dense(self.model)
+        recorder = FinetuneRecorder(self.snapshot, self.config.finetune_plateau_pp)
         result = train(self.model, self.data, mask, self.config.optim, recorder, self.config.finetune_epochs, self.device,
                        self.config.seed, keep_best=True, stream=True,
                        on_epoch=lambda row: self.emit("epoch", {"iteration": 0, **row}))
         self.model.load_state_dict(result.best_state)
-        best = 1 + max(range(result.epochs), key=lambda e: (result.history[e]["val_acc"], -e))
-        probe_start = time.perf_counter()
-        best_flows = recorder.epochs[best - 1] if every_epoch else {
-            **recorder.epochs[best - 1], **{s: self.measure(s, self.model, mask) for s in ("if", "gf")}}
-        result.flow_seconds += 0.0 if every_epoch else time.perf_counter() - probe_start
-        reference = {key: flows.tolist() for key, flows in best_flows.items()}
-        auto = {key: auto_epsilon([row[key] for row in recorder.epochs], best) if key in recorder.epochs[0] else None
-                for key in reference}
-        record = self.record(0, mask, result.epochs, "finetune", result.history, time.perf_counter() - start,
-                             result.flow_seconds, {"dense_best_val_acc": result.best_val_acc, "best_epoch": best,
-                                                   "reference": reference, "auto_epsilon": auto,
-                                                   "finetune_flows": [{k: v.tolist() for k, v in row.items()} for row in recorder.epochs]})
+        best = 1 + max(range(len(result.history)), key=lambda e: (result.history[e]["val_acc"], -e))
+        flow_start = time.perf_counter()
+        noise = calibrate(self.model, self.snapshot(self.model, mask, ALL_NEEDS), lambda: self._retrain_once(mask),
+                          self.snapshot, mask, result.best_val_acc)
+        record = self.record(0, mask, result.epochs, result.stop_reason if result.stop_reason == PLATEAU else "finetune",
+                             result.history, time.perf_counter() - start,
+                             result.flow_seconds + time.perf_counter() - flow_start,
+                             {"dense_best_val_acc": result.best_val_acc, "best_epoch": best, **recorder.summary(best),
+                              "noise": noise})
         self.save_iteration(0, mask, record)
+        if world().is_main:
+            copy_folder_atomic(paths.iteration_dir(self.run, 0), paths.dense_cache(self.run, dense_key(self.config)))
         self.emit("iteration", record)
         return self.load_iteration(0)
 
+    def _retrain_once(self, mask: Mask) -> float:
+        """One retraining epoch of the dense network (nothing pruned); its validation accuracy."""
+        fixed = CRITERIA.build(CRITERIA.config_for("fixed-epochs")(), None)
+        result = train(self.model, self.data, mask, self.config.optim.retraining(), fixed, 1, self.device, self.config.seed + 999)
+        return result.history[-1]["val_acc"]
+
+    def _from_dense_cache(self) -> bool:
+        """Reuse the fine-tuning of another run with the same data, model, optimiser, seed and probe."""
+        cached = paths.dense_cache(self.run, dense_key(self.config))
+        if not (cached / paths.RECORD).is_file():
+            return False
+        if world().is_main:
+            copy_folder_atomic(cached, paths.iteration_dir(self.run, 0))
+        barrier()
+        self.emit("stage", {"name": "finetune", "epochs": 0, "cached": str(cached)})
+        return True
+
     def iterate(self, t: int, dense: dict, previous: tuple[dict, Mask], context: CriterionContext) -> tuple[dict, Mask]:
-        """Prune the previous iteration's trained weights, rewind to the dense weights, retrain."""
+        """Prune the previous iteration's trained weights, rewind (fine-tuned or previous weights), retrain."""
         if t in finished_iterations(self.run):
             return self.load_iteration(t)
         start, prune = time.perf_counter(), self.config.prune
         self.emit("stage", {"name": "iteration", "iteration": t, "max_epochs": prune.max_epochs})
         self.model.load_state_dict(previous[0])
         weights = {n: w.detach() for n, w in prunable_weights(self.model).items()}
-        state = PruneState(weights, previous[1], prune.scope, t, self.model, self.probe)
-        counts = SCHEDULES.build(prune.schedule).prune_counts(state)
+        if prune.follow is not None:
+            counts = follow_counts(previous[1], prune.scope, prune.follow[t - 1])
+        else:
+            counts = SCHEDULES.build(prune.schedule).prune_counts(PruneState(weights, previous[1], prune.scope, t, self.model, self.probe))
         mask = magnitude.prune(weights, previous[1], counts, prune.scope)
-        self.model.load_state_dict(dense)
+        if prune.follow is not None and group_survivors(mask, prune.scope) != prune.follow[t - 1]:
+            raise IncopError(f"iteration {t} could not reach the followed sparsity {prune.follow[t - 1]} in {prune.scope} "
+                             "scope (a layer keeps at least one filter, neuron rows prune whole shares); follow a run of the same scope")
+        self.model.load_state_dict(dense if prune.rewind == "finetuned" else previous[0])
         mask.apply_(self.model)
         criterion = CRITERIA.build(prune.criterion, context)
-        result = train(self.model, self.data, mask, self.config.optim, criterion, prune.max_epochs, self.device,
-                       self.config.seed + 1000 * t, stream=getattr(prune.criterion, "estimator", None) == "stream",
-                       on_epoch=lambda row: self.emit("epoch", {"iteration": t, **row}))
+        result = train(self.model, self.data, mask, self.config.optim.retraining(), criterion, retrain_epochs(self.config),
+                       self.device, self.config.seed + 1000 * t, stream=getattr(prune.criterion, "estimator", None) == "stream",
+                       on_epoch=lambda row: self.emit("epoch", {"iteration": t, **row}), plan=check_plan(prune.criterion))
         record = self.record(t, mask, result.epochs, result.stop_reason, result.history, time.perf_counter() - start,
-                             result.flow_seconds, {"pruned": sum(counts.values()), "epsilon": getattr(criterion, "epsilon", None)})
+                             result.flow_seconds, {"pruned": sum(counts.values()), "epsilon": getattr(criterion, "epsilon", None),
+                                                   "rewind": prune.rewind})
         self.save_iteration(t, mask, record)
         self.emit("iteration", record)
         return self.load_iteration(t)
 
 
-class FlowRecorder:
-    """The fine-tuning 'criterion': never stops, keeps each epoch's streamed flows, and its probe flows
-    too when `probe` (only an auto epsilon for the probe estimator needs them every epoch)."""
-
-    def __init__(self, measure: Callable[[str, torch.nn.Module, Mask], np.ndarray], probe: bool) -> None:
-        self.measure, self.probe, self.epochs = measure, probe, []
-
-    def check(self, epoch: EpochRecord) -> Verdict:
-        start = time.perf_counter()
-        row = {signal: self.measure(signal, epoch.model, epoch.mask) for signal in ("if", "gf")} if self.probe else {}
-        row.update({f"{signal}-stream": flows for signal, flows in epoch.stream.items()})
-        self.epochs.append(row)
-        return Verdict(False, flow_seconds=time.perf_counter() - start)
+def retrain_epochs(config: RunConfig) -> float:
+    """prune.max_epochs, or the fixed-epochs criterion's own (possibly fractional) `epochs`."""
+    epochs = getattr(config.prune.criterion, "epochs", None)
+    return config.prune.max_epochs if epochs is None else epochs
 
 
-def criterion_context(config: RunConfig, dense: dict, measure) -> CriterionContext:
-    """Reference flows and auto epsilons from iteration 0; an undefined auto epsilon falls back to the default."""
+def check_plan(criterion) -> CheckPlan:
+    """Ask every criterion at epoch 0 (a consistent network retrains 0 epochs), then as its config says."""
+    return CheckPlan(at_start=True, every_epochs=getattr(criterion, "check_every", 1),
+                     every_steps=getattr(criterion, "check_every_steps", None))
+
+
+def dense_key(config: RunConfig) -> str:
+    """Hash of what fine-tuning depends on: seed, data, model, optimiser, fine-tuning and probe settings."""
+    raw = config.model_dump(mode="json", include={"seed", "data", "model", "optim", "finetune_epochs", "finetune_plateau_pp"})
+    raw["probe"] = [config.prune.probe_size, config.prune.probe_batch]
+    canonical = json.dumps({"version": DENSE_CACHE_VERSION, **raw}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def criterion_context(config: RunConfig, dense: dict, measure, snapshot, reference: Optional[Snapshot]) -> CriterionContext:
+    """Reference flows, noise and auto epsilons from iteration 0; an undefined auto epsilon falls back to the default."""
     criterion = config.prune.criterion
     default = type(criterion).model_fields["epsilon"].default if "epsilon" in type(criterion).model_fields else None
     auto = {k: (v if v is not None else default) for k, v in dense["auto_epsilon"].items()}
+    noise = {k: v for k, v in dense.get("noise", {}).items() if v is not None}
     return CriterionContext(dense["dense_best_val_acc"], {k: np.array(v) for k, v in dense["reference"].items()},
-                            measure, auto)
+                            measure, auto, snapshot, reference, noise)
+
+
+def reference_snapshot(job: "Pruning", dense: dict) -> Optional[Snapshot]:
+    """The dense network's probe snapshot, with what the criterion's distance needs (None for other criteria)."""
+    distance = getattr(job.config.prune.criterion, "distance", None)
+    if distance is None:
+        return None
+    job.model.load_state_dict(dense)
+    return job.snapshot(job.model, Mask.dense(job.model), DISTANCES.get(distance).needs)
 
 
 def run_pruning(config: RunConfig, root: Path, run: Optional[Path] = None, on_event: Events = _quiet,
@@ -195,7 +240,8 @@ def run_pruning(config: RunConfig, root: Path, run: Optional[Path] = None, on_ev
             job = job or Pruning(config, run, on_event)
             previous = job.finetune()
             dense = previous[0]
-            context = criterion_context(config, read_json(paths.iteration_dir(run, 0) / paths.RECORD), job.measure)
+            context = criterion_context(config, read_json(paths.iteration_dir(run, 0) / paths.RECORD), job.measure,
+                                        job.snapshot, reference_snapshot(job, dense))
             for t in range(1, last + 1):
                 previous = job.iterate(t, dense, previous, context)
                 status(run, "running", t, total)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -64,9 +66,11 @@ class MaskedSGD:
 
 
 def train_epoch(model: nn.Module, data: Dataset, opt: MaskedSGD, batch_size: int, device: torch.device,
-                generator: torch.Generator, monitor: Optional[StreamMonitor] = None) -> float:
+                generator: torch.Generator, monitor: Optional[StreamMonitor] = None,
+                after_step: Optional[Callable[[Callable[[], float]], bool]] = None) -> float:
+    """One pass over the training split; `after_step(mean_loss_so_far)` may end it early by returning True."""
     model.train()
-    total = torch.zeros((), device=device)
+    total, seen = torch.zeros((), device=device), 0
     for images, labels in batches(data.train, batch_size, data, device, generator, sharded=world().active):
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
@@ -77,44 +81,91 @@ def train_epoch(model: nn.Module, data: Dataset, opt: MaskedSGD, batch_size: int
         loss.backward()
         opt.step(monitor)
         total += loss.detach() * len(labels)
-    return float(all_sum(total)) / max(len(data.train), 1)
+        seen += len(labels)
+        if after_step is not None and after_step(lambda: float(total) / seen):
+            break
+    return float(all_sum(total)) / max(float(all_sum(torch.tensor(float(seen), device=device))), 1.0)
 
 
-def train(model: nn.Module, data: Dataset, mask: Mask, optim: OptimConfig, criterion: Criterion, max_epochs: int,
-          device: torch.device, seed: int, keep_best: bool = False, stream: bool = False,
-          on_epoch: Optional[Callable[[dict], None]] = None) -> TrainResult:
-    """Train until the criterion says stop or `max_epochs` pass; raises TrainingDiverged on a NaN/inf loss.
+@dataclass(frozen=True)
+class CheckPlan:
+    """When the criterion is asked: before any step (epoch 0), every `every_epochs` epochs, every `every_steps` steps."""
+    at_start: bool = False
+    every_epochs: int = 1
+    every_steps: Optional[int] = None
 
-    With `stream`, each epoch's record carries IF/GF accumulated from the epoch's own passes."""
-    torch.manual_seed(seed)
-    opt, result = MaskedSGD(model, mask, optim), TrainResult()
-    monitor = StreamMonitor(model) if stream else None
-    trained, batch_size = wrap(model, device), max(1, optim.batch_size // world().size)  # same global batch
-    for epoch in range(1, max_epochs + 1):
-        start = time.perf_counter()
-        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        if monitor is None:
-            loss = train_epoch(trained, data, opt, batch_size, device, generator)
-        else:
-            with monitor.watching():
-                loss = train_epoch(trained, data, opt, batch_size, device, generator, monitor)
-        if not torch.isfinite(torch.tensor(loss)):
-            raise TrainingDiverged(f"training loss became {loss} in epoch {epoch}; lower the learning rate "
-                                   "(--set optim.lr=...) and re-run: finished iterations are kept")
-        val_acc = evaluate(model, data.val, data, device)
-        streamed = monitor.end_epoch() if monitor else None
-        verdict: Verdict = criterion.check(EpochRecord(epoch, val_acc, loss, model, mask, streamed))
+
+class _Loop:
+    """The state of one call of `train`: steps taken, the history, and the last verdict."""
+
+    def __init__(self, model, data, mask, criterion, device, steps_per_epoch, on_epoch, keep_best) -> None:
+        self.model, self.data, self.mask, self.criterion, self.device = model, data, mask, criterion, device
+        self.steps_per_epoch, self.on_epoch, self.keep_best = steps_per_epoch, on_epoch, keep_best
+        self.steps, self.result, self.started = 0, TrainResult(), time.perf_counter()
+
+    @property
+    def epochs(self) -> float:
+        return self.steps / self.steps_per_epoch
+
+    def ask(self, loss: float, streamed=None) -> bool:
+        """Evaluate, ask the criterion, record the check; True when training must stop."""
+        val_acc, epoch = evaluate(self.model, self.data.val, self.data, self.device), self.epochs
+        epoch = int(round(epoch)) if abs(epoch - round(epoch)) < 1e-9 else epoch
+        verdict: Verdict = self.criterion.check(EpochRecord(epoch, val_acc, loss, self.model, self.mask, streamed))
+        result = self.result
         result.epochs, result.flow_seconds = epoch, result.flow_seconds + verdict.flow_seconds
-        if keep_best and val_acc > result.best_val_acc:
-            result.best_state = copy.deepcopy(model.state_dict())
+        if self.keep_best and val_acc > result.best_val_acc:
+            result.best_state = copy.deepcopy(self.model.state_dict())
         result.best_val_acc = max(result.best_val_acc, val_acc)
-        row = {"epoch": epoch, "train_loss": loss, "val_acc": val_acc, "distance": verdict.distance,
-               "seconds": time.perf_counter() - start}
+        row = {"epoch": epoch, "train_loss": loss if math.isfinite(loss) else None, "val_acc": val_acc, "distance": verdict.distance,
+               "seconds": time.perf_counter() - self.started}
         result.history.append(row)
-        if on_epoch:
-            on_epoch(row)
+        if self.on_epoch:
+            self.on_epoch(row)
         if verdict.stop:
             result.stop_reason = verdict.reason or MAX_EPOCHS
-            break
-    result.flow_seconds += monitor.seconds if monitor else 0.0
-    return result
+        return verdict.stop
+
+
+def steps_per_epoch(data: Dataset, batch_size: int) -> int:
+    return max(1, math.ceil(math.ceil(len(data.train) / world().size) / batch_size))
+
+
+def train(model: nn.Module, data: Dataset, mask: Mask, optim: OptimConfig, criterion: Criterion, max_epochs: float,
+          device: torch.device, seed: int, keep_best: bool = False, stream: bool = False,
+          on_epoch: Optional[Callable[[dict], None]] = None, plan: CheckPlan = CheckPlan()) -> TrainResult:
+    """Train until the criterion says stop or `max_epochs` (may be fractional) pass; raises TrainingDiverged on a
+    NaN/inf loss. The criterion is asked as `plan` says; with `stream`, epoch-end records carry streamed IF/GF."""
+    torch.manual_seed(seed)
+    opt = MaskedSGD(model, mask, optim)
+    monitor = StreamMonitor(model) if stream else None
+    trained, batch_size = wrap(model, device), max(1, optim.batch_size // world().size)  # same global batch
+    loop = _Loop(model, data, mask, criterion, device, steps_per_epoch(data, batch_size), on_epoch, keep_best)
+    budget = max(1, round(max_epochs * loop.steps_per_epoch)) if max_epochs > 0 else 0
+    if (plan.at_start and loop.ask(float("nan"))) or budget == 0:
+        return loop.result
+    stop, epoch = False, 0
+    while not stop and loop.steps < budget:
+        epoch += 1
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        for group in opt.opt.param_groups:
+            group["lr"] = optim.lr_at(epoch, math.ceil(max_epochs))
+
+        def after_step(loss: Callable[[], float]) -> bool:
+            nonlocal stop
+            loop.steps += 1
+            due = (plan.every_steps and loop.steps % plan.every_steps == 0 and loop.steps % loop.steps_per_epoch
+                   and loop.steps < budget)  # epoch ends and the budget's last step are checked below
+            stop = bool(due) and loop.ask(loss())
+            return stop or loop.steps >= budget
+
+        with monitor.watching() if monitor else nullcontext():
+            loss = train_epoch(trained, data, opt, batch_size, device, generator, monitor, after_step)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"training loss became {loss} in epoch {epoch}; lower the learning rate "
+                                   "(--set optim.lr=...) and re-run: finished iterations are kept")
+        streamed = monitor.end_epoch() if monitor else None
+        if not stop and (epoch % plan.every_epochs == 0 or loop.steps >= budget):
+            stop = loop.ask(loss, streamed)
+    loop.result.flow_seconds += monitor.seconds if monitor else 0.0
+    return loop.result

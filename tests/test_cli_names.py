@@ -2,9 +2,11 @@
 
 from incop_core import cli
 from incop_core.criteria import CRITERIA
+from incop_core.distances import DISTANCES
 from incop_core.schedules import SCHEDULES
 
 
 def test_cli_help_names_match_the_registries():
     assert cli.SCHEDULE_NAMES.split(", ") == SCHEDULES.names()
     assert sorted(cli.CRITERION_NAMES.split(", ")) == CRITERIA.names()
+    assert cli.DISTANCE_NAMES.split(", ") == DISTANCES.names()

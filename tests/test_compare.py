@@ -1,24 +1,123 @@
-"""`incop compare` on tiny data: every file and plot, the expected rows, and reuse of finished runs."""
+"""`incop compare`: the paired statistics on hand numbers, the method configs, and one tiny end-to-end run."""
 
+import importlib.util
 import json
+import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from incop_core import runner
+from incop_core import cli, runner
 from incop_core.cli import app
-from incop_core.compare import METHODS, method_config, run_compare
+from incop_core.compare import DEFAULT_METHODS, matched_epochs, method_names, method_raw, plan, run_compare
+from incop_core.compare_stats import paired_pp, remaining_spread_pp, summarise, t975, t_interval
+from incop_core.distances import DISTANCES
 from incop_core.errors import ConfigError
 
 TINY = ["--dataset", "synthetic", "--set", "data.synthetic_size=96", "--set", "data.image_size=16",
         "--set", "model.width=8", "--iterations", "2", "--max-epochs", "2", "--set", "finetune_epochs=2",
         "--set", "prune.probe_size=32"]
-METHODS_ARG = "lth,sap,incop-if,incop-gf,accuracy"
+FOLLOW = [{"*": 80}, {"*": 50}]
 
 
-def test_compare_writes_every_file_with_one_row_per_method_and_reuses_runs(tmp_path, monkeypatch):
-    result = CliRunner().invoke(app, ["compare", *TINY, "--methods", METHODS_ARG, "--seeds", "0,1",
-                                      "--runs-dir", str(tmp_path)])
+def t_cdf(x: float, df: int) -> float:
+    """P(T <= x) by Simpson's rule over the Student t density, to check the quantiles independently."""
+    grid = np.linspace(0.0, x, 20001)
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    density = np.exp(log_c - (df + 1) / 2 * np.log1p(grid ** 2 / df))
+    h = grid[1] - grid[0]
+    return 0.5 + h / 3 * (density[0] + density[-1] + 4 * density[1:-1:2].sum() + 2 * density[2:-1:2].sum())
+
+
+@pytest.mark.parametrize("df", [1, 2, 4, 9, 29, 30, 31, 45, 120])
+def test_t_quantile_is_the_975_point_of_the_student_t(df):
+    assert t_cdf(t975(df), df) == pytest.approx(0.975, abs=2e-5)
+
+
+def test_t_interval_on_hand_numbers():
+    s = t_interval([1.0, 2.0, 3.0, 4.0, 5.0])  # sd sqrt(2.5), se 0.7071, t_4 = 2.7764
+    assert s["mean"] == 3.0 and s["n"] == 5
+    assert s["low"] == pytest.approx(3 - 2.7764 * math.sqrt(2.5 / 5)) and s["high"] == pytest.approx(3 + 1.96317, abs=1e-4)
+    assert t_interval([0.7]) == {"mean": 0.7, "low": None, "high": None, "n": 1, "values": [0.7]}
+    assert t_interval([])["mean"] is None
+
+
+def rec(t: int, remaining: float, epochs: float, acc: float) -> dict:
+    return {"iteration": t, "remaining_fraction": remaining, "epochs": epochs, "test_acc": acc,
+            "wall_seconds": 10.0 * epochs + 1, "flow_seconds": 0.5 if t else 0.0}
+
+
+def run_records(accs: list[float], epochs: float, path=(1.0, 0.6, 0.3)) -> dict:
+    return {seed: [rec(t, r, epochs if t else 5, acc) for t, r in enumerate(path)] for seed, acc in enumerate(accs)}
+
+
+def test_summary_pairs_each_method_with_sap_of_its_rewind_and_incop_with_its_matched_budget():
+    records = {"sap": run_records([0.80, 0.82, 0.84], 4), "incop-kl": run_records([0.81, 0.82, 0.86], 1),
+               "matched-incop-kl": run_records([0.79, 0.80, 0.83], 1), "sap@previous": run_records([0.70, 0.70, 0.70], 2),
+               "incop-kl@previous": run_records([0.71, 0.71, 0.71], 1, path=(1.0, 0.6, 0.301))}
+    s = summarise(records)
+    assert s["incop-kl"]["epochs_ratio_to_sap"] == pytest.approx(0.25)
+    assert s["incop-kl@previous"]["epochs_ratio_to_sap"] == pytest.approx(0.5), "SAP of the same rewind"
+    vs_sap = s["incop-kl"]["test_acc_pp_vs_sap"]
+    assert vs_sap["values"] == pytest.approx([1.0, 0.0, 2.0]) and vs_sap["mean"] == pytest.approx(1.0)
+    assert vs_sap["low"] == pytest.approx(1 - t975(2) * 1 / math.sqrt(3))
+    assert s["incop-kl"]["test_acc_pp_vs_matched"]["values"] == pytest.approx([2.0, 2.0, 3.0])
+    assert s["incop-kl@previous"]["test_acc_pp_vs_sap"]["values"] == pytest.approx([1.0, 1.0, 1.0])
+    assert "test_acc_pp_vs_matched" not in s["incop-kl@previous"] and "test_acc_pp_vs_matched" not in s["sap"]
+    assert s["incop-kl"]["remaining_gap_pp_vs_source"] == 0.0
+    assert s["incop-kl@previous"]["remaining_gap_pp_vs_source"] == pytest.approx(0.1)
+    assert s["sap"]["final_remaining_pct"] == pytest.approx(30.0)
+    assert remaining_spread_pp(records, list(records)) == pytest.approx(0.1)
+    assert paired_pp(records, "sap", "sap@previous")["values"] == pytest.approx([10.0, 12.0, 14.0])
+
+
+def test_remaining_spread_counts_a_missing_iteration_as_different():
+    short = {0: [rec(0, 1.0, 1, 0.5), rec(1, 0.5, 1, 0.5)]}
+    long = {0: [rec(0, 1.0, 1, 0.5), rec(1, 0.5, 1, 0.5), rec(2, 0.2, 1, 0.5)]}
+    assert remaining_spread_pp({"a": long, "b": long}, ["a", "b"]) == 0.0
+    assert remaining_spread_pp({"a": short, "b": long}, ["a", "b"]) == math.inf
+
+
+def test_method_config_sets_follow_rewind_and_matched_epochs(tiny_config):
+    base = tiny_config(schedule={"kind": "sap", "p": 1.0, "q": 2.0})
+    raw = method_raw(base, "incop-kl", 3, "previous", FOLLOW)
+    assert raw["seed"] == 3 and raw["prune"]["follow"] == FOLLOW and raw["prune"]["rewind"] == "previous"
+    assert raw["prune"]["criterion"] == {"kind": "incop", "distance": "kl", "epsilon": "auto"}
+    assert raw["prune"]["schedule"]["q"] == 2.0, "SAP-based methods keep the base preset"
+    before = base.model_dump(mode="json")
+    source = method_raw(base, "sap", 3)
+    assert source["prune"].get("follow") is None and source["prune"].get("rewind", "finetuned") == "finetuned"
+    assert method_raw(base, "accuracy", 0)["prune"]["criterion"] == {"kind": "accuracy", "tolerance": "auto"}
+    assert method_raw(base, "lth", 0)["prune"]["schedule"]["kind"] == "lth"
+    incop = {0: [rec(0, 1.0, 5, 0.8), rec(1, 0.6, 0.5, 0.8), rec(2, 0.3, 2.0, 0.8)]}[0]
+    assert matched_epochs(incop) == pytest.approx(1.25)
+    matched = method_raw(base, "matched-incop-kl", 0, "finetuned", FOLLOW, matched_epochs(incop))
+    assert matched["prune"]["criterion"] == {"kind": "fixed-epochs", "epochs": 1.25}
+    assert base.model_dump(mode="json") == before, "the base config is not mutated"
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        method_raw(base, "nope", 0)
+
+
+def test_plan_runs_the_source_first_sap_under_every_rewind_and_matched_after_its_incop():
+    order = plan(["incop-kl", "matched-incop-kl", "accuracy"], ["finetuned", "previous"])
+    assert order == [("sap", "finetuned"), ("incop-kl", "finetuned"), ("accuracy", "finetuned"),
+                     ("sap", "previous"), ("incop-kl", "previous"), ("accuracy", "previous"),
+                     ("matched-incop-kl", "finetuned"), ("matched-incop-kl", "previous")]
+    with pytest.raises(ConfigError, match="add that method"):
+        plan(["matched-incop-kl"], ["finetuned"])
+    with pytest.raises(ConfigError, match="unknown rewinds"):
+        plan(["sap"], ["latest"])
+    assert {f"incop-{d}" for d in DISTANCES.names()} | {"incop-if", "incop-gf", "matched-incop-kl"} <= set(method_names())
+    assert cli.DISTANCE_NAMES.split(", ") == DISTANCES.names()
+    assert cli.COMPARE_METHODS.split(",") == list(DEFAULT_METHODS) and set(DEFAULT_METHODS) <= set(method_names())
+
+
+def test_compare_follows_sap_trajectory_under_both_rewinds_matches_budgets_and_reuses_runs(tmp_path, monkeypatch):
+    args = ["compare", *TINY, "--methods", "lth,incop-if,matched-incop-if", "--rewinds", "finetuned,previous",
+            "--seeds", "0", "--runs-dir", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     out = next((tmp_path / "compare").iterdir())
     names = {p.name for p in out.iterdir()}
@@ -26,26 +125,65 @@ def test_compare_writes_every_file_with_one_row_per_method_and_reuses_runs(tmp_p
             "remaining_weights.png", "cumulative_wall_time.png"} <= names
     assert all((out / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names if n.endswith(".png"))
     data = json.loads((out / "comparison.json").read_text())
-    assert sorted(data["summary"]) == sorted(METHODS_ARG.split(",")) and data["methods"] == METHODS_ARG.split(",")
-    assert all(len(data["records"][m][s]) == 3 for m in data["records"] for s in ("0", "1"))
-    assert data["summary"]["sap"]["retrain_epochs"]["mean"] == 4  # fixed epochs: 2 iterations x 2 epochs
+    followers = ["sap", "incop-if", "sap@previous", "incop-if@previous", "matched-incop-if", "matched-incop-if@previous"]
+    assert data["labels"] == ["sap", "lth", "incop-if", "sap@previous", "lth@previous", "incop-if@previous",
+                              "matched-incop-if", "matched-incop-if@previous"]
+    assert data["identical_remaining"] == {"max_abs_diff_pp": 0.0, "labels": followers}, "lth keeps its own schedule"
+    records, summary = data["records"], data["summary"]
+    assert [t["*"] for t in data["trajectories"]["0"]] == [r["remaining"] for r in records["sap"]["0"][1:]]
+    assert all(len(records[m]["0"]) == 3 for m in records)
+    assert summary["sap"]["retrain_epochs"]["mean"] == summary["sap@previous"]["retrain_epochs"]["mean"] == 4
+    for rewind in ("", "@previous"):
+        assert summary["matched-incop-if" + rewind]["retrain_epochs"]["mean"] == pytest.approx(
+            summary["incop-if" + rewind]["retrain_epochs"]["mean"]), "same total retraining budget"
+        assert summary["incop-if" + rewind]["test_acc_pp_vs_matched"]["n"] == 1
+    configs = [json.loads(p.read_text()) for p in tmp_path.glob("*/config.json")]
+    assert len(configs) == 8  # sap, lth, incop-if under two rewinds, matched-incop-if under two
+    assert sum(c["prune"]["follow"] == data["trajectories"]["0"] for c in configs) == 5
+    assert sorted(c["prune"]["rewind"] for c in configs) == ["finetuned"] * 4 + ["previous"] * 4
     table = (out / "comparison.md").read_text()
-    assert all(f"| {m} |" in table for m in METHODS_ARG.split(","))
-    assert len(list(tmp_path.glob("*/config.json"))) == 10  # 5 methods x 2 seeds
+    assert all(f"| {name} |" in table for name in data["labels"]) and "largest difference" in table
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr(runner, "train", no_training)
-    again = CliRunner().invoke(app, ["compare", *TINY, "--methods", METHODS_ARG, "--seeds", "0,1",
-                                     "--runs-dir", str(tmp_path)])
-    assert again.exit_code == 0, again.output
+    assert CliRunner().invoke(app, args).exit_code == 0
 
 
-def test_methods_share_the_base_schedule_preset_except_lth(tiny_config):
-    base = tiny_config(schedule={"kind": "sap", "p": 1.0, "q": 2.0})
-    for method in METHODS:
-        schedule = method_config(base, method, 3).prune.schedule
-        assert (schedule.kind, getattr(schedule, "q", None)) == (("lth", None) if method == "lth" else ("sap", 2.0))
+def load_bench():
+    path = Path(__file__).resolve().parents[1] / "bench" / "compare_fashion.py"
+    spec = importlib.util.spec_from_file_location("compare_fashion", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_figures_judge_each_incop_method_per_rewind_and_read_discrimination_defensively(tmp_path):
+    bench = load_bench()
+    path = (0.1, 0.05, 0.02, 0.01)
+    records = {"sap": run_records([0.80, 0.82, 0.84], 10, path), "incop-kl": run_records([0.805, 0.82, 0.84], 2, path),
+               "matched-incop-kl": run_records([0.79, 0.81, 0.83], 2, path),
+               "sap@previous": run_records([0.80, 0.80, 0.80], 10, path), "incop-kl@previous": run_records([0.70, 0.71, 0.72], 2, path)}
+    (tmp_path / "d.json").write_text(json.dumps({"figures": {"per_signal": {"kl": {"auroc": {"mean": 0.97}, "spearman": 0.8}}}}))
+    disc = bench.discrimination(tmp_path / "d.json")
+    assert disc == {"kl": {"auroc": 0.97, "spearman": 0.8}} and bench.discrimination(tmp_path / "none.json") == {}
+    fig = bench.figures({"summary": summarise(records), "rewinds": ["finetuned", "previous"]}, ["kl"], disc)
+    kl, previous = fig["incop-kl"], fig["incop-kl@previous"]
+    assert kl["P1_epochs_ratio"] == pytest.approx(0.2) and kl["discrimination_auroc"] == 0.97
+    assert kl["meets"] == {"P1": True, "P1b": True, "identical": True, "P2": True, "P3": True}
+    assert kl["P1b_vs_matched_pp"]["mean"] == pytest.approx(3.5 / 3) and kl["final_remaining_pct"] == pytest.approx(1.0)
+    assert previous["meets"]["P1"] is False and previous["meets"]["P1b"] is None and previous["P1b_vs_matched_pp"] is None
+    table = bench.render(fig)
+    assert "| incop-kl | 0.200 |" in table and "yes/yes/yes" in table and "no/–/yes" in table
+    assert bench.method_list(["kl", "cka"], ["kl"]) == ["sap", "accuracy", "incop-kl", "incop-cka", "matched-incop-kl"]
+    quick = bench.parse_args(["--quick", "--signals", "kl,cka"])
+    assert quick.seeds == "0" and quick.iterations == 2 and quick.matched == ["kl"]
+    full = bench.base_config(bench.parse_args([]))
+    assert (full.data.train_subset, full.data.val_size, full.data.test_subset) == (4000, 2000, None)
+    assert (full.prune.iterations, full.prune.max_epochs, full.prune.schedule.q, full.finetune_plateau_pp) == (6, 10, 2.0, 0.3)
+
+
+def test_compare_rejects_unknown_methods_before_running(tiny_config):
     with pytest.raises(ConfigError, match="unknown method"):
-        run_compare(base, ["nope"], [0], "unused")
+        run_compare(tiny_config(), ["nope"], [0], "unused")

@@ -9,6 +9,8 @@ from pydantic import BaseModel
 
 from incop_core import magnitude
 from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
+from incop_core.distances import DISTANCES, Snapshot
+from incop_core.epsilon import auto_threshold
 from incop_core.masks import Mask, prunable_weights
 from incop_core.models import ModelConfig, build_model
 from incop_core.registry import Registry
@@ -67,11 +69,30 @@ def _record(epoch, val_acc, model):
     return EpochRecord(epoch, val_acc, 1.0, model, Mask.dense(model), ZERO_STREAM)
 
 
+def _snapshot(classes, seed=0):
+    """A snapshot whose top-1 classes are `classes` (with features and gradients for every distance)."""
+    logits = torch.nn.functional.one_hot(torch.tensor(classes), 4).float() * 5
+    features = [logits @ torch.randn(4, 3, generator=torch.Generator().manual_seed(seed + k)) for k in range(3)]
+    return Snapshot(logits, features, 1.0 + np.array(classes[:4], dtype=float))
+
+
+DENSE = _snapshot([0, 1, 2, 3] * 4)
+
+
+def _context(measured, noise=None):
+    """A context whose probe measurement always returns `measured` (a Snapshot)."""
+    measure = lambda signal, m, k: np.zeros_like(FAR[signal])  # noqa: E731
+    return CriterionContext(0.9, FAR, measure, {}, lambda model, mask, needs: measured, DENSE, noise or {})
+
+
+FAR_SNAPSHOT = _snapshot([1, 2, 3, 0] * 4, seed=10)
+
+
 @pytest.mark.parametrize("name", CRITERIA.names())
 def test_criterion_answers_a_verdict_and_never_stops_before_it_should(name):
     model = build_model(ModelConfig(width=8), (1, 16, 16), 4)
-    measure = lambda signal, m, k: np.zeros_like(FAR[signal])  # noqa: E731
-    criterion = CRITERIA.build(CRITERIA.config_for(name)(), CriterionContext(0.9, FAR, measure))
+    context = _context(FAR_SNAPSHOT, {n: 0.05 for n in DISTANCES.names()})
+    criterion = CRITERIA.build(CRITERIA.config_for(name)(), context)
     verdict = criterion.check(_record(1, 0.5, model))
     assert isinstance(verdict, Verdict) and not verdict.stop  # far flow, low accuracy: go on
     if name != "fixed-epochs":
@@ -119,6 +140,33 @@ def test_check_every_skips_epochs_between_checks():
     assert len(calls) == 2
 
 
+@pytest.mark.parametrize("distance", DISTANCES.names())
+def test_every_distance_is_zero_on_the_reference_positive_away_from_it_and_inf_on_nan(distance):
+    measure = DISTANCES.get(distance)
+    assert measure(DENSE, DENSE) == pytest.approx(0.0, abs=1e-9)
+    assert measure(FAR_SNAPSHOT, DENSE) > 0
+    broken = Snapshot(DENSE.logits * float("nan"), [f * float("nan") for f in DENSE.features], DENSE.gradients * float("nan"))
+    assert measure(broken, DENSE) == float("inf")
+
+
+@pytest.mark.parametrize("distance", DISTANCES.names())
+def test_incop_stops_at_epoch_zero_when_the_pruned_network_is_already_consistent(distance):
+    model = build_model(ModelConfig(width=8), (1, 16, 16), 4)
+    config = CRITERIA.config_for("incop")(distance=distance)
+    verdict = CRITERIA.build(config, _context(DENSE, {distance: 0.05})).check(_record(0, 0.5, model))
+    assert verdict.stop and verdict.reason == "flow" and verdict.distance == pytest.approx(0.0, abs=1e-9)
+    far = CRITERIA.build(config, _context(FAR_SNAPSHOT, {distance: 1e-6}))
+    assert not far.check(_record(0, 0.5, model)).stop and far.epsilon < DISTANCES.get(distance)(FAR_SNAPSHOT, DENSE)
+
+
+def test_auto_threshold_sits_between_the_dense_noise_and_the_fresh_distance():
+    for noise, fresh in [(0.02, 0.5), (0.1, 0.3), (1e-4, 10.0)]:
+        assert noise <= auto_threshold(noise, fresh) < fresh
+    assert auto_threshold(0.1, 0.05) == 0.1  # already within the dense network's own noise: stop at once
+    assert 0 < auto_threshold(None, 0.4) < 0.4  # no noise measured: still below the fresh distance
+    assert auto_threshold(0.1, float("inf")) == 0.1
+
+
 def test_registry_refuses_duplicate_names_and_lists_names():
     registry: Registry = Registry("thing")
     registry.register("a", BaseModel)(object)
@@ -126,4 +174,4 @@ def test_registry_refuses_duplicate_names_and_lists_names():
         registry.register("a", BaseModel)(object)
     assert registry.names() == ["a"]
     assert {"lth", "sap"} <= set(SCHEDULES.names())
-    assert {"fixed-epochs", "accuracy", "incop-if", "incop-gf"} <= set(CRITERIA.names())
+    assert {"fixed-epochs", "accuracy", "incop", "incop-if", "incop-gf"} <= set(CRITERIA.names())

@@ -54,6 +54,35 @@ def test_split_is_seeded_disjoint_and_keeps_test_apart(tmp_path):
     assert a.input_shape == (1, 28, 28) and a.num_classes == 10
 
 
+def _rows(split) -> set[bytes]:
+    return {bytes(x.numpy()) for x in split.images}
+
+
+def test_val_size_takes_validation_from_outside_the_training_subset_when_there_are_enough(tmp_path):
+    root = make_idx_root(tmp_path, gz=False)
+    old = load_dataset(DataConfig(root=str(root), train_subset=30, test_subset=10), 3)
+    cfg = DataConfig(root=str(root), train_subset=30, val_size=20, test_subset=10)
+    a, b, c = load_dataset(cfg, 3), load_dataset(cfg, 3), load_dataset(cfg, 4)
+    assert len(a.train) == 30 and len(a.val) == 20
+    assert _rows(a.train) == _rows(old.train) | _rows(old.val), "the whole subset trains"
+    assert not _rows(a.val) & _rows(a.train)
+    assert torch.equal(a.val.images, b.val.images) and torch.equal(a.train.labels, b.train.labels)
+    assert not torch.equal(a.val.images, c.val.images)
+    assert torch.equal(a.test.images, old.test.images) and torch.equal(a.test.labels, old.test.labels)
+
+
+def test_val_size_is_carved_out_of_the_subset_when_too_few_images_lie_outside(tmp_path):
+    root = make_idx_root(tmp_path, gz=False)
+    old = load_dataset(DataConfig(root=str(root), train_subset=50), 0)
+    a = load_dataset(DataConfig(root=str(root), train_subset=50, val_size=20), 0)
+    assert len(a.train) == 30 and len(a.val) == 20 and not _rows(a.val) & _rows(a.train)
+    assert _rows(a.train) | _rows(a.val) == _rows(old.train) | _rows(old.val)
+    whole = load_dataset(DataConfig(root=str(root), val_size=12), 0)
+    assert len(whole.train) == 48 and len(whole.val) == 12
+    with pytest.raises(DataError, match="val_size 50 leaves no training images"):
+        load_dataset(DataConfig(root=str(root), train_subset=50, val_size=50), 0)
+
+
 def test_torchvision_raw_layout_is_found(tmp_path):
     make_idx_root(tmp_path / "FashionMNIST" / "raw")
     assert len(load_dataset(DataConfig(root=str(tmp_path)), 0).test) == 20

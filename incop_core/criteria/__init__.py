@@ -11,6 +11,7 @@ from typing import Callable, Mapping, Optional, Protocol
 import numpy as np
 from torch import nn
 
+from ..distances import Snapshot
 from ..masks import Mask
 from ..registry import Registry
 
@@ -19,7 +20,7 @@ FLOW, ACCURACY, MAX_EPOCHS = "flow", "accuracy", "max-epochs"
 
 @dataclass(frozen=True)
 class EpochRecord:
-    epoch: int  # epochs trained so far in this iteration (1-based)
+    epoch: float  # epochs trained so far in this iteration: 0 before any step, fractional at step checks
     val_acc: float
     train_loss: float
     model: nn.Module
@@ -41,6 +42,9 @@ class CriterionContext:
     reference: Mapping[str, np.ndarray]  # the dense network's flows: "if", "gf", "if-stream", "gf-stream"
     measure: Callable[[str, nn.Module, Mask], np.ndarray]  # computes a signal on the probe set
     auto_epsilon: Mapping[str, float] = field(default_factory=dict)  # derived from fine-tuning, same keys
+    snapshot: Optional[Callable[[nn.Module, Mask, frozenset], Snapshot]] = None  # probe measurement of a network
+    dense: Optional[Snapshot] = None  # the dense network's snapshot at its best epoch (the reference)
+    noise: Mapping[str, float] = field(default_factory=dict)  # the dense network's epoch-to-epoch noise per distance
 
 
 class Criterion(Protocol):
@@ -50,4 +54,4 @@ class Criterion(Protocol):
 
 CRITERIA: Registry[Criterion] = Registry("criterion")
 
-from . import accuracy, fixed, flow  # noqa: E402,F401  (registers the built-in criteria)
+from . import accuracy, fixed, flow, incop  # noqa: E402,F401  (registers the built-in criteria)

@@ -1,23 +1,29 @@
-"""Accuracy: stop once validation accuracy is back at the dense network's best."""
+"""Accuracy: stop once validation accuracy is back at the dense network's best (less its own noise)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
 from . import ACCURACY, CRITERIA, CriterionContext, EpochRecord, Verdict
+
+NOISE_KEY = "val_acc"  # the dense network's epoch-to-epoch validation-accuracy noise in the context
 
 
 class AccuracyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["accuracy"] = "accuracy"
+    tolerance: Union[NonNegativeFloat, Literal["auto"]] = Field(
+        0.0, description="Stop at the dense best validation accuracy minus this (a fraction, 0.005 = 0.5 pp); "
+                         "'auto' uses the dense network's own epoch-to-epoch validation noise.")
 
 
 @CRITERIA.register("accuracy", AccuracyConfig)
 class DenseAccuracy:
     def __init__(self, config: AccuracyConfig, context: CriterionContext) -> None:
-        self.target = context.dense_best_val_acc
+        tolerance = (context.noise.get(NOISE_KEY) or 0.0) if config.tolerance == "auto" else config.tolerance
+        self.target = context.dense_best_val_acc - tolerance
 
     def check(self, epoch: EpochRecord) -> Verdict:
         return Verdict(stop=True, reason=ACCURACY) if epoch.val_acc >= self.target else Verdict(stop=False)

@@ -1,10 +1,10 @@
-"""Fixed epochs: retrain exactly max_epochs every iteration (the LTH and SAP baselines)."""
+"""Fixed epochs: retrain exactly max_epochs every iteration (the LTH and SAP baselines), or exactly `epochs`."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
 from . import CRITERIA, CriterionContext, EpochRecord, Verdict
 
@@ -12,6 +12,9 @@ from . import CRITERIA, CriterionContext, EpochRecord, Verdict
 class FixedEpochsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["fixed-epochs"] = "fixed-epochs"
+    epochs: Optional[NonNegativeFloat] = Field(
+        None, description="Retrain exactly this many epochs per iteration (fractional: whole steps), instead of "
+                          "prune.max_epochs; the budget-matched baseline sets it to InCoP's mean.")
 
 
 @CRITERIA.register("fixed-epochs", FixedEpochsConfig)

@@ -56,8 +56,8 @@ class FlowConsistency:
         return self.context.measure(self.signal, epoch.model, epoch.mask)
 
     def check(self, epoch: EpochRecord) -> Verdict:
-        if epoch.epoch % self.config.check_every:
-            return Verdict(stop=False)
+        if epoch.epoch % self.config.check_every or (self.config.estimator == "stream" and epoch.stream is None):
+            return Verdict(stop=False)  # streamed flows exist only at epoch ends (never at epoch 0)
         start = time.perf_counter()
         distance = flow_distance(self.current(epoch), self.context.reference[self.key])
         seconds = time.perf_counter() - start

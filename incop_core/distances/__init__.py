@@ -38,8 +38,17 @@ class Distance:
     summary: str
 
     def __call__(self, current: Snapshot, reference: Snapshot) -> float:
+        if not _finite(current, self.needs):
+            return float("inf")
         value = float(self.fn(current, reference))
         return value if np.isfinite(value) else float("inf")
+
+
+def _finite(snapshot: Snapshot, needs: frozenset[str]) -> bool:
+    """A network whose outputs, activations or gradients hold NaN or inf is never consistent."""
+    tensors = {LOGITS: [snapshot.logits], FEATURES: snapshot.features or [],
+               GRADIENTS: [torch.as_tensor(snapshot.gradients)] if snapshot.gradients is not None else []}
+    return all(bool(torch.isfinite(t).all()) for need in needs for t in tensors[need] if t is not None)
 
 
 class DistanceRegistry:
