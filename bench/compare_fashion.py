@@ -39,7 +39,7 @@ def base_config(args) -> RunConfig:
     return validate({"seed": 0, "device": args.device, "model": {"name": "small-cnn"},
                      "data": {"name": "fashion-mnist", "train_subset": args.train_subset, "val_size": args.val_size,
                               "test_subset": args.test_subset},
-                     "finetune_epochs": args.finetune_epochs, "finetune_plateau_pp": 0.3,
+                     "finetune_epochs": args.finetune_epochs,
                      "prune": {"iterations": args.iterations, "max_epochs": args.max_epochs, "scope": "global",
                                "probe_size": args.probe_size, "schedule": {"kind": "sap", "p": 1.0, "q": 2.0}}})
 
@@ -145,7 +145,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--rewinds", default="finetuned,previous")
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--max-epochs", type=int, default=10)
-    parser.add_argument("--finetune-epochs", type=int, default=30)
+    parser.add_argument("--finetune-epochs", type=int, default=15, help="cosine fine-tuning epochs (to the plateau)")
     parser.add_argument("--train-subset", type=int, default=4000)
     parser.add_argument("--val-size", type=int, default=2000)
     parser.add_argument("--test-subset", type=int, default=None, help="default: the full test split")

@@ -91,6 +91,13 @@ class RunConfig(BaseModel):
     prune: PruneConfig = Field(default_factory=PruneConfig, description="The iterative pruning loop.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when present, else the CPU.")
 
+    @model_validator(mode="after")
+    def _plateau_needs_constant_lr(self) -> "RunConfig":
+        if self.finetune_plateau_pp is not None and self.optim.schedule == "cosine":
+            raise ValueError("finetune_plateau_pp would stop a cosine schedule half-way; set optim.schedule=constant "
+                             "with it, or drop it (cosine fine-tuning converges in finetune_epochs)")
+        return self
+
     def config_hash(self) -> str:
         """Hash of the canonical config (device excluded: it does not change what is computed)."""
         canonical = json.dumps(self.model_dump(mode="json", exclude=NOT_HASHED), sort_keys=True, separators=(",", ":"))

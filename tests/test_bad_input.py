@@ -281,12 +281,12 @@ class PoisonedLoss:
 def test_nan_loss_stops_with_a_clear_error_and_keeps_finished_iterations(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     # One batch per epoch (58 training images < batch 128), one epoch per stage: call 1 is the fine-tune,
-    # call 2 iteration 1, call 3 iteration 2.
+    # call 2 the dense network's noise calibration (one retraining epoch), call 3 iteration 1, call 4 iteration 2.
     args = ["prune", *TINY, "--runs-dir", runs, "--iterations", "3", "--criterion", "fixed-epochs"]
-    poisoned = PoisonedLoss(poison_from=3)
+    poisoned = PoisonedLoss(poison_from=4)
     monkeypatch.setattr(incop_core.train, "F", poisoned)
     assert_user_error(invoke(*args), "optim.lr")
-    assert poisoned.calls == 3
+    assert poisoned.calls == 4
 
     (run,) = [p for p in runs.iterdir() if p.is_dir() and p.name != paths.DENSE_CACHE]
     assert finished_iterations(run) == [0, 1]

@@ -181,7 +181,7 @@ def test_bench_figures_judge_each_incop_method_per_rewind_and_read_discriminatio
     assert quick.seeds == "0" and quick.iterations == 2 and quick.matched == ["kl"]
     full = bench.base_config(bench.parse_args([]))
     assert (full.data.train_subset, full.data.val_size, full.data.test_subset) == (4000, 2000, None)
-    assert (full.prune.iterations, full.prune.max_epochs, full.prune.schedule.q, full.finetune_plateau_pp) == (6, 10, 2.0, 0.3)
+    assert (full.prune.iterations, full.prune.max_epochs, full.prune.schedule.q, full.finetune_epochs) == (6, 10, 2.0, 15)
 
 
 def test_compare_rejects_unknown_methods_before_running(tiny_config):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from incop_core import paths, runner
-from incop_core.config import OptimConfig
+from incop_core.config import OptimConfig, validate
+from incop_core.errors import ConfigError
 from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
 from incop_core.data import DataConfig, load_dataset
 from incop_core.distances import DISTANCES
@@ -103,3 +104,13 @@ def test_accuracy_tolerance_auto_is_the_dense_networks_own_noise():
     auto = CRITERIA.build(CRITERIA.config_for("accuracy")(tolerance="auto"), context)
     exact = CRITERIA.build(CRITERIA.config_for("accuracy")(), context)
     assert auto.target == pytest.approx(0.88) and exact.target == pytest.approx(0.9)
+
+
+def test_fine_tuning_stops_at_the_plateau_only_with_a_constant_learning_rate(tmp_path, tiny_config):
+    raw = tiny_config().model_dump(mode="json")
+    raw.update(finetune_epochs=30, finetune_plateau_pp=50.0)  # any 2 epochs gain less than 50 pp: stop at epoch 3
+    with pytest.raises(ConfigError, match="optim.schedule=constant"):
+        validate(raw)
+    raw["optim"]["schedule"] = "constant"
+    dense = load_records(run_pruning(validate(raw), tmp_path, stop_after=0))[0]
+    assert dense["epochs"] == 3 and dense["stop_reason"] == "plateau" and dense["plateau"] in (True, False)
