@@ -33,7 +33,7 @@ INT8_MARGIN_PP = 3.0  # INT8 test accuracy stays within this many points of its 
 def run(tmp_path_factory):
     """small-cnn on learnable synthetic images, one filter-pruning iteration: trains in a few seconds."""
     torch.set_num_threads(2)
-    cfg = validate({"data": {"name": "synthetic", "synthetic_size": 512, "image_size": 16}, "optim": {"lr": 0.05},
+    cfg = validate({"data": {"name": "synthetic", "synthetic_size": 512, "image_size": 16}, "optim": {"lr": 0.05, "retrain_lr": 0.05},
                     "model": {"width": 8}, "finetune_epochs": 3,
                     "prune": {"iterations": 1, "max_epochs": 3, "probe_size": 64, "probe_batch": 32, "scope": "filter",
                               "schedule": {"kind": "lth", "fraction": 0.5}, "criterion": {"kind": "fixed-epochs"}}})
