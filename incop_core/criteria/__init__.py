@@ -47,6 +47,16 @@ class CriterionContext:
     noise: Mapping[str, float] = field(default_factory=dict)  # the dense network's epoch-to-epoch noise per distance
 
 
+def consistency_verdict(distance: float, epsilon: float, val_acc: float, dense_best_val_acc: float,
+                        seconds: float) -> Verdict:
+    """The InCoP rule: consistent (distance under epsilon), or validation accuracy back at the dense best, stops."""
+    if distance < epsilon:
+        return Verdict(True, FLOW, distance, seconds)
+    if val_acc >= dense_best_val_acc:
+        return Verdict(True, ACCURACY, distance, seconds)
+    return Verdict(False, None, distance, seconds)
+
+
 class Criterion(Protocol):
     def check(self, epoch: EpochRecord) -> Verdict:
         """Stop or go after this epoch."""

@@ -8,7 +8,7 @@ from typing import Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 from ..flows import flow_distance
-from . import ACCURACY, CRITERIA, FLOW, CriterionContext, EpochRecord, Verdict
+from . import CRITERIA, CriterionContext, EpochRecord, Verdict, consistency_verdict
 
 Epsilon = Union[PositiveFloat, Literal["auto"]]
 Estimator = Literal["stream", "probe"]
@@ -61,11 +61,7 @@ class FlowConsistency:
         start = time.perf_counter()
         distance = flow_distance(self.current(epoch), self.context.reference[self.key])
         seconds = time.perf_counter() - start
-        if distance < self.epsilon:
-            return Verdict(True, FLOW, distance, seconds)
-        if epoch.val_acc >= self.context.dense_best_val_acc:
-            return Verdict(True, ACCURACY, distance, seconds)
-        return Verdict(False, None, distance, seconds)
+        return consistency_verdict(distance, self.epsilon, epoch.val_acc, self.context.dense_best_val_acc, seconds)
 
 
 CRITERIA.register("incop-if", IfConfig)(FlowConsistency)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from ..distances import DISTANCES
 from ..epsilon import auto_threshold
-from . import ACCURACY, CRITERIA, FLOW, CriterionContext, EpochRecord, Verdict
+from . import CRITERIA, CriterionContext, EpochRecord, Verdict, consistency_verdict
 
 DEFAULT_DISTANCE = "disagreement"
 DistanceName = Literal[tuple(DISTANCES.names())]
@@ -52,8 +52,4 @@ class Consistency:
         if self.epsilon is None:  # the first check (epoch 0) sees the freshly pruned network
             self.epsilon = auto_threshold(self.context.noise.get(self.config.distance), distance)
         seconds = time.perf_counter() - start
-        if distance < self.epsilon:
-            return Verdict(True, FLOW, distance, seconds)
-        if epoch.val_acc >= self.context.dense_best_val_acc:
-            return Verdict(True, ACCURACY, distance, seconds)
-        return Verdict(False, None, distance, seconds)
+        return consistency_verdict(distance, self.epsilon, epoch.val_acc, self.context.dense_best_val_acc, seconds)
