@@ -76,7 +76,7 @@ def prune(
     test_subset: Optional[int] = typer.Option(None, help="Use this many test images."),
     schedule: Optional[str] = typer.Option(None, help=f"How much to prune: {SCHEDULE_NAMES}."),
     criterion: Optional[str] = typer.Option(None, help=f"When to stop retraining: {CRITERION_NAMES}."),
-    scope: Optional[str] = typer.Option(None, help="global, layer, neuron or filter."),
+    scope: Optional[str] = typer.Option(None, help="global, layer, neuron, filter or layer-filter (structured, per layer)."),
     iterations: Optional[int] = typer.Option(None, help="Pruning iterations."),
     max_epochs: Optional[int] = typer.Option(None, help="Retraining epochs per iteration at most."),
     finetune_epochs: Optional[int] = typer.Option(None, help="Dense fine-tuning epochs."),

@@ -50,7 +50,8 @@ class OptimConfig(BaseModel):
 class PruneConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     iterations: int = Field(5, ge=0, le=200, description="Prune-and-retrain iterations after fine-tuning.")
-    scope: Scope = Field("global", description="Ranking scope: global, layer, neuron, or filter (structured).")
+    scope: Scope = Field("global", description="Ranking scope: global, layer, neuron, filter (structured, one ranking over all filters) or "
+                                               "layer-filter (structured, ranked inside each layer: no layer is emptied).")
     max_epochs: int = Field(20, ge=1, le=1000, description="Retraining epochs per iteration at most (exactly, for fixed-epochs).")
     schedule: ScheduleConfig = Field(default_factory=lambda: SCHEDULES.config_for(DEFAULT_KINDS["schedule"])(), description="How much to prune each iteration.")
     criterion: CriterionConfig = Field(default_factory=lambda: CRITERIA.config_for(DEFAULT_KINDS["criterion"])(), description="When to stop retraining.")

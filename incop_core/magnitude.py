@@ -1,7 +1,8 @@
 """Which weights to prune: one magnitude function shared by every schedule (SPEC 3.1).
 
 Schedules answer "how many" as counts keyed by group: "*" means one ranking over the whole
-scope (global weights, or all filters), a layer name means a ranking inside that layer.
+scope (global weights, or all filters), a layer name means a ranking inside that layer (layer,
+neuron, and layer-filter: whole filters ranked inside each layer, which keeps at least one).
 Only surviving weights are ranked and exactly the asked count is pruned (ties by position).
 """
 
@@ -13,8 +14,9 @@ import torch
 
 from .masks import Mask
 
-Scope = Literal["global", "layer", "neuron", "filter"]
-SCOPES: tuple[str, ...] = ("global", "layer", "neuron", "filter")
+Scope = Literal["global", "layer", "neuron", "filter", "layer-filter"]
+SCOPES: tuple[str, ...] = ("global", "layer", "neuron", "filter", "layer-filter")
+STRUCTURED: tuple[str, ...] = ("filter", "layer-filter")  # whole output channels; counts are filters
 ALL = "*"
 
 
@@ -34,7 +36,7 @@ def alive_filters(keep: torch.Tensor) -> torch.Tensor:
 
 def survivors(weights: Mapping[str, torch.Tensor], mask: Mask, scope: str) -> dict[str, torch.Tensor]:
     """The values a schedule measures, per group: surviving weights, or surviving filters' norms."""
-    if scope == "filter":
+    if scope in STRUCTURED:
         per_layer = {
             n: filter_norms(weights[n], mask.tensors[n])[alive_filters(mask.tensors[n])] for n in filter_layers(weights)
         }
@@ -97,7 +99,7 @@ def prune(weights: Mapping[str, torch.Tensor], mask: Mask, counts: Mapping[str, 
     for group, count in counts.items():
         if count <= 0:
             continue
-        if scope == "filter":
+        if scope in STRUCTURED:
             _prune_filters(weights, keep, filter_layers(weights) if group == ALL else [group], count)
         elif scope == "neuron" and group != ALL:
             keep[group] = _prune_neurons(weights[group], keep[group], count)

@@ -35,7 +35,7 @@ def _limit(weights, mask, scope, group):
     if group == magnitude.ALL:
         return magnitude.survivors(weights, mask, scope)[group].numel()
     keep = mask.tensors[group]
-    return int(magnitude.alive_filters(keep).sum()) if scope == "filter" else int(keep.sum())
+    return int(magnitude.alive_filters(keep).sum()) if scope in magnitude.STRUCTURED else int(keep.sum())
 
 
 @pytest.mark.parametrize("name", SCHEDULES.names())

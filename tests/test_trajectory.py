@@ -29,7 +29,7 @@ def test_group_survivors_counts_weights_per_scope_and_alive_filters_of_all_but_t
         group_survivors(mask, "diagonal")
 
 
-@pytest.mark.parametrize("scope", ["global", "layer", "filter"])
+@pytest.mark.parametrize("scope", ["global", "layer", "filter", "layer-filter"])
 def test_pruning_follow_counts_lands_exactly_on_the_target(scope):
     mask = hand_mask()
     weights = {n: torch.randn(t.shape, generator=torch.Generator().manual_seed(1)) for n, t in mask.tensors.items()}

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..entropy import layer_entropies, water_fill
+from ..magnitude import STRUCTURED
 from ..errors import ConfigError
 from . import SCHEDULES, PruneState
 
@@ -35,7 +36,7 @@ class EntropyGuided:
         total = sum(wait.values())  # S = sum of H_l * m_l over the wait list
         scores = {n: total / hm for n, hm in wait.items() if hm > 0}
         counts = water_fill(budget, scores, survivors)
-        if state.scope == "filter":
+        if state.scope in STRUCTURED:
             sizes = {n: state.weights[n][0].numel() for n in counts}
             return {n: -(-c // sizes[n]) for n, c in counts.items()}
         return counts
