@@ -15,21 +15,29 @@ from test_registry_helpers import server, tiny_onnx  # noqa: F401
 DEVICES = 50
 
 
-def _current_is_whole(dest) -> bool:
-    """`current` is absent (nothing pulled yet) or a complete version that matches its manifest."""
+def _current_is_whole(dest):
+    """`current` is absent (nothing pulled yet) or a complete version that matches its manifest; None when the
+    version read was swapped out and pruned while being read. Like a device's runtime, the reader resolves the
+    link once: reading `current/...` path by path could mix two versions across a swap."""
     current = dest / "current"
     try:
-        manifest = json.loads((current / "manifest.json").read_text())
-    except FileNotFoundError:
+        version = current.resolve(strict=True)
+    except (FileNotFoundError, RuntimeError):
         return not current.exists()
-    return all(sha256_file(current / name) == info["sha256"] for name, info in manifest["files"].items())
+    try:
+        manifest = json.loads((version / "manifest.json").read_text())
+        return all(sha256_file(version / name) == info["sha256"] for name, info in manifest["files"].items())
+    except FileNotFoundError:
+        return None if not version.exists() else False
 
 
 def _watch(dests, stop, seen):
     rng = random.Random(0)
     while not stop.is_set():
         dest = rng.choice(dests)
-        seen.append(_current_is_whole(dest))
+        whole = _current_is_whole(dest)
+        if whole is not None:
+            seen.append(whole)
 
 
 def _round(url, dests, version):
