@@ -66,8 +66,7 @@ def method_raw(base: RunConfig, method: str, seed: int, rewind: str = DEFAULT_RE
     prune.update(json.loads(json.dumps(overrides(method))))
     if method not in OWN_SCHEDULE and prune["schedule"]["kind"] != "sap":
         prune["schedule"] = {"kind": "sap"}
-    if prune.get("rewind", DEFAULT_REWIND) != rewind:  # only written when it differs, so it works before the field exists
-        prune["rewind"] = rewind
+    prune["rewind"] = rewind
     if follow is not None:
         prune["follow"] = follow
     if epochs is not None:
@@ -111,16 +110,6 @@ def comparison_id(base: RunConfig, methods: list[str], seeds: list[int], rewinds
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def _config(base: RunConfig, method: str, seed: int, rewind: str, follow, epochs: Optional[float]) -> RunConfig:
-    try:
-        return method_config(base, method, seed, rewind, follow, epochs)
-    except ConfigError as exc:
-        if epochs == 0:  # the InCoP run stopped every retraining at epoch 0
-            raise ConfigError(f"{method[len(MATCHED):]} retrained 0 epochs in total for seed {seed}, rewind {rewind}, "
-                              f"a budget the fixed-epochs criterion does not accept ({exc}); drop {method} from the methods") from None
-        raise
-
-
 def run_seed(base: RunConfig, order: list[tuple[str, str]], seed: int, runs_root: Path,
              on_event: Callable[[str, dict], None]) -> tuple[dict[str, list[dict]], list[dict[str, int]]]:
     """Run (or reuse) every (method, rewind) of one seed; returns records per label and the followed trajectory."""
@@ -131,7 +120,7 @@ def run_seed(base: RunConfig, order: list[tuple[str, str]], seed: int, runs_root
         on_event("method", {"method": name, "seed": seed})
         epochs = matched_epochs(records[label(method[len(MATCHED):], rewind)]) if method.startswith(MATCHED) else None
         follows = name != SOURCE and method not in OWN_SCHEDULE
-        config = _config(base, method, seed, rewind, follow if follows else None, epochs)
+        config = method_config(base, method, seed, rewind, follow if follows else None, epochs)
         run = run_pruning(config, runs_root, on_event=on_event)
         records[name] = load_records(run)
         if name == SOURCE:

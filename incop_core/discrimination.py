@@ -22,6 +22,7 @@ from .config import OptimConfig
 from .data import Dataset, batches
 from .discrimination_scores import SignalScore, score_signal
 from .distances import DISTANCES, Snapshot
+from .finetune import ALL_NEEDS, PLATEAU_PP, calibrate, reached_plateau
 from .magnitude import ALL, prune
 from .masks import Mask, prunable_weights
 from .models import ModelConfig, build_model
@@ -35,7 +36,6 @@ Note = Callable[[str], None]
 @dataclass(frozen=True)
 class LadderConfig:
     dense_epochs: int = 15  # cosine fine-tuning length
-    plateau_gain: float = 0.003  # reported: max(val[-2:]) - max(val[:-2]) < this
     ratios: tuple[float, ...] = (0.2, 0.5, 0.8, 0.9, 0.95, 0.99)
     retrain_epochs: tuple[int, ...] = (0, 1, 2, 5)
     probe_size: int = 1024
@@ -66,11 +66,6 @@ class Ladder:
 
     def scores(self) -> dict[str, SignalScore]:
         return {name: score_signal(self.rows, name, noise, EXTREMES) for name, noise in self.noise.items()}
-
-
-def plateaued(val: list[float], gain: float) -> bool:
-    """Validation accuracy gained less than `gain` over the last two epochs."""
-    return len(val) >= 3 and max(val[-2:]) - max(val[:-2]) < gain
 
 
 def _generator(seed: int, stream: int, epoch: int) -> torch.Generator:
@@ -128,14 +123,17 @@ def _pruned(reference: nn.Module, ratio: float, k: int, cfg: LadderConfig, measu
 
 
 def _noise(reference: nn.Module, cfg: LadderConfig, measure: _Measure, names: list[str]) -> dict[str, float]:
-    """The product's noise: how far one retraining epoch (retraining lr, nothing pruned) moves the dense network."""
-    model = copy.deepcopy(reference)
-    mask = Mask.dense(model)
-    before = measure("reference", "dense", 0, model, mask)
-    opt = MaskedSGD(model, mask, cfg.optim.retraining())
-    train_epoch(model, measure.data, opt, cfg.optim.batch_size, measure.device, _generator(cfg.seed, 99, 1))
-    after = measure("calibration", "dense", 1, model, mask)
-    return {n: DISTANCES.get(n)(after.snapshot, before.snapshot) for n in names}
+    """The product's noise (`finetune.calibrate`): how far one retraining epoch moves the unpruned dense network."""
+    mask = Mask.dense(reference)
+    snapshot = lambda model, keep, needs: take_snapshot(model, measure.probe, keep, needs)  # noqa: E731
+    opt = MaskedSGD(reference, mask, cfg.optim.retraining())
+
+    def retrain() -> float:
+        train_epoch(reference, measure.data, opt, cfg.optim.batch_size, measure.device, _generator(cfg.seed, 99, 1))
+        return evaluate(reference, measure.data.val, measure.data, measure.device)
+
+    noise = calibrate(reference, snapshot(reference, mask, ALL_NEEDS), retrain, snapshot, mask, 0.0)
+    return {n: noise[n] for n in names}
 
 
 def _row(m: Measured, reference: Measured, noise: dict[str, float]) -> dict:
@@ -164,4 +162,4 @@ def run_ladder(model_cfg: ModelConfig, data: Dataset, cfg: LadderConfig, device:
     noise = _noise(model, cfg, measure, names)
     rows = [_row(m, dense[best - 1], noise) for m in measured]
     val = [m.val_acc for m in dense]
-    return Ladder(dense[best - 1].val_acc, best, val, noise, plateaued(val, cfg.plateau_gain), rows)
+    return Ladder(dense[best - 1].val_acc, best, val, noise, reached_plateau(val, PLATEAU_PP), rows)

@@ -26,15 +26,6 @@ def auto_epsilon(flows: list[np.ndarray], best: int) -> Optional[float]:
     return float(np.median(distances)) if distances else None
 
 
-def dense_noise(steps: list[Optional[float]], best: int) -> Optional[float]:
-    """The dense network's epoch-to-epoch noise: `steps[e]` is d(epoch e+1, epoch e) (None for epoch 1); the
-    median over the WINDOW pairs ending at the best epoch (the pairs after it when too few come before)."""
-    pairs = [e for e in range(len(steps)) if steps[e] is not None and np.isfinite(steps[e])]
-    before = [e for e in pairs if e <= best - 1][-WINDOW:]
-    window = before if len(before) == min(WINDOW, len(pairs)) else pairs[:WINDOW]
-    return float(np.median([steps[e] for e in window])) if window else None
-
-
 def auto_threshold(noise: Optional[float], fresh: float) -> float:
     """Epsilon for one iteration, between the dense network's noise n and the freshly pruned network's distance f:
     n when f <= n (already consistent: retrain 0 epochs), else min(2n, (n + f) / 2)."""

@@ -1,5 +1,5 @@
-"""Fine-tuning (iteration 0) bookkeeping: every epoch's flows, the dense network's epoch-to-epoch noise of every
-consistency signal, and the plateau stop (SPEC 3.5, 5)."""
+"""Fine-tuning (iteration 0) bookkeeping: the flows the paper's criteria need, the dense network's own noise
+under retraining for every consistency signal, and the plateau stop (SPEC 3.5, 5)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from torch import nn
 
 from .criteria import EpochRecord, Verdict
 from .distances import DISTANCES, FEATURES, GRADIENTS, LOGITS, Snapshot
-from .distances.connectivity import connectivity
-from .epsilon import auto_epsilon, dense_noise
+from .distances.connectivity import information_flow_vector
+from .epsilon import auto_epsilon
 from .masks import Mask
 
 ALL_NEEDS = frozenset({LOGITS, FEATURES, GRADIENTS})
+PROBE_FLOWS = frozenset({FEATURES, GRADIENTS})
 PLATEAU = "plateau"
 PLATEAU_PP = 0.3  # SPEC 5: validation gaining < 0.3 pp over the last 2 epochs
 
@@ -26,42 +27,36 @@ def reached_plateau(val_accs: list[float], plateau_pp: Optional[float]) -> bool:
     return plateau_pp is not None and len(val_accs) >= 3 and 100 * (max(val_accs[-2:]) - max(val_accs[:-2])) < plateau_pp
 
 
-def information_flow_vector(snapshot: Snapshot) -> np.ndarray:
-    """The paper's IF: the mean of each connectivity matrix."""
-    return np.array([c.mean().item() for c in connectivity(snapshot.features)])
+def probe_flows(snapshot: Snapshot) -> dict[str, np.ndarray]:
+    """The paper's IF and GF vectors measured on the probe set."""
+    return {"if": information_flow_vector(snapshot.features), "gf": snapshot.gradients}
 
 
 class FinetuneRecorder:
-    """The fine-tuning 'criterion': keeps each epoch's flows and its distance to the epoch before; stops at the plateau."""
+    """The fine-tuning 'criterion': keeps each epoch's streamed flows (and probe flows when `probe_every_epoch`,
+    which only the paper's probe criterion with an auto epsilon needs); stops at the plateau."""
 
-    def __init__(self, snapshot: Callable[[nn.Module, Mask, frozenset], Snapshot], plateau_pp: Optional[float]) -> None:
-        self.snapshot, self.plateau_pp = snapshot, plateau_pp
+    def __init__(self, snapshot: Callable[[nn.Module, Mask, frozenset], Snapshot], plateau_pp: Optional[float],
+                 probe_every_epoch: bool = False) -> None:
+        self.snapshot, self.plateau_pp, self.probe_every_epoch = snapshot, plateau_pp, probe_every_epoch
         self.flows: list[dict[str, np.ndarray]] = []
-        self.steps: list[Optional[dict[str, float]]] = []  # d(epoch e, epoch e-1) per distance; None for epoch 1
         self.val_accs: list[float] = []
-        self.previous: Optional[Snapshot] = None
 
     def check(self, epoch: EpochRecord) -> Verdict:
         start = time.perf_counter()
-        current = self.snapshot(epoch.model, epoch.mask, ALL_NEEDS)
-        flows = {"if": information_flow_vector(current), "gf": current.gradients}
-        self.flows.append({**flows, **{f"{signal}-stream": v for signal, v in (epoch.stream or {}).items()}})
-        self.steps.append(None if self.previous is None else
-                          {name: DISTANCES.get(name)(current, self.previous) for name in DISTANCES.names()})
-        self.previous = current
+        row = probe_flows(self.snapshot(epoch.model, epoch.mask, PROBE_FLOWS)) if self.probe_every_epoch else {}
+        self.flows.append({**row, **{f"{signal}-stream": v for signal, v in (epoch.stream or {}).items()}})
         self.val_accs.append(epoch.val_acc)
         stop = reached_plateau(self.val_accs, self.plateau_pp)
         return Verdict(stop, PLATEAU if stop else None, flow_seconds=time.perf_counter() - start)
 
-    def summary(self, best: int) -> dict:
-        """What iteration 0's record keeps: reference flows, auto epsilons, and the noise of every signal."""
-        reference = {key: flows.tolist() for key, flows in self.flows[best - 1].items()}
-        auto = {key: auto_epsilon([row[key] for row in self.flows], best) for key in reference}
-        accuracy_steps = [None] + [abs(b - a) for a, b in zip(self.val_accs, self.val_accs[1:])]
-        noise = {name: dense_noise([s[name] if s else None for s in self.steps], best) for name in DISTANCES.names()}
+    def summary(self, best: int, reference: Snapshot) -> dict:
+        """What iteration 0's record keeps: reference flows (probe flows from the best network's snapshot) and the
+        paper's auto epsilons (None where a flow was not recorded every epoch)."""
+        flows = {**self.flows[best - 1], **probe_flows(reference)}
+        auto = {key: auto_epsilon([row[key] for row in self.flows], best) if key in self.flows[0] else None for key in flows}
         gain = 100 * (max(self.val_accs[-2:]) - max(self.val_accs[:-2])) if len(self.val_accs) >= 3 else None
-        return {"reference": reference, "auto_epsilon": auto, "dense_steps": self.steps,
-                "epoch_noise": {**noise, "val_acc": dense_noise(accuracy_steps, best)},
+        return {"reference": {key: v.tolist() for key, v in flows.items()}, "auto_epsilon": auto,
                 "plateau_gain_pp": gain, "plateau": gain is not None and gain < PLATEAU_PP,
                 "finetune_flows": [{k: v.tolist() for k, v in row.items()} for row in self.flows]}
 

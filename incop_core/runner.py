@@ -37,7 +37,7 @@ from .train import CheckPlan, evaluate, train
 from .trajectory import follow_counts, group_survivors
 
 Events = Callable[[str, dict], None]
-DENSE_CACHE_VERSION = 2  # bump when iteration 0's record changes shape
+DENSE_CACHE_VERSION = 3  # bump when iteration 0's record changes shape
 
 
 def _quiet(kind: str, info: dict) -> None:
@@ -108,19 +108,19 @@ class Pruning:
             return self.load_iteration(0)
         self.emit("stage", {"name": "finetune", "epochs": self.config.finetune_epochs})
         start, mask = time.perf_counter(), Mask.dense(self.model)
-        recorder = FinetuneRecorder(self.snapshot, self.config.finetune_plateau_pp)
+        recorder = FinetuneRecorder(self.snapshot, self.config.finetune_plateau_pp, probe_flows_every_epoch(self.config))
         result = train(self.model, self.data, mask, self.config.optim, recorder, self.config.finetune_epochs, self.device,
                        self.config.seed, keep_best=True, stream=True,
                        on_epoch=lambda row: self.emit("epoch", {"iteration": 0, **row}))
         self.model.load_state_dict(result.best_state)
         best = 1 + max(range(len(result.history)), key=lambda e: (result.history[e]["val_acc"], -e))
         flow_start = time.perf_counter()
-        noise = calibrate(self.model, self.snapshot(self.model, mask, ALL_NEEDS), lambda: self._retrain_once(mask),
-                          self.snapshot, mask, result.best_val_acc)
+        reference = self.snapshot(self.model, mask, ALL_NEEDS)
+        noise = calibrate(self.model, reference, lambda: self._retrain_once(mask), self.snapshot, mask, result.best_val_acc)
         record = self.record(0, mask, result.epochs, result.stop_reason if result.stop_reason == PLATEAU else "finetune",
                              result.history, time.perf_counter() - start,
                              result.flow_seconds + time.perf_counter() - flow_start,
-                             {"dense_best_val_acc": result.best_val_acc, "best_epoch": best, **recorder.summary(best),
+                             {"dense_best_val_acc": result.best_val_acc, "best_epoch": best, **recorder.summary(best, reference),
                               "noise": noise})
         self.save_iteration(0, mask, record)
         if world().is_main:
@@ -187,10 +187,16 @@ def check_plan(criterion) -> CheckPlan:
                      every_steps=getattr(criterion, "check_every_steps", None))
 
 
+def probe_flows_every_epoch(config: RunConfig) -> bool:
+    """Only the paper's probe-estimator criterion with an auto epsilon needs probe flows after every fine-tuning epoch."""
+    criterion = config.prune.criterion
+    return getattr(criterion, "estimator", None) == "probe" and getattr(criterion, "epsilon", None) == "auto"
+
+
 def dense_key(config: RunConfig) -> str:
     """Hash of what fine-tuning depends on: seed, data, model, optimiser, fine-tuning and probe settings."""
     raw = config.model_dump(mode="json", include={"seed", "data", "model", "optim", "finetune_epochs", "finetune_plateau_pp"})
-    raw["probe"] = [config.prune.probe_size, config.prune.probe_batch]
+    raw["probe"] = [config.prune.probe_size, config.prune.probe_batch, probe_flows_every_epoch(config)]
     canonical = json.dumps({"version": DENSE_CACHE_VERSION, **raw}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

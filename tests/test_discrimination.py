@@ -8,9 +8,10 @@ import torch
 
 from incop_core.data import DEFAULT_FASHION_ROOT, DataConfig, load_dataset
 from incop_core.criteria import CRITERIA
-from incop_core.discrimination import EXTREMES, LadderConfig, plateaued, run_ladder
+from incop_core.discrimination import EXTREMES, LadderConfig, run_ladder
 from incop_core.discrimination_scores import auroc, average_ranks, k_table, score_signal, spearman
 from incop_core.distances import DISTANCES
+from incop_core.finetune import reached_plateau
 from incop_core.models import ModelConfig
 
 
@@ -73,9 +74,9 @@ def test_score_signal_ignores_checkpoints_between_the_thresholds():
 
 
 def test_plateau():
-    assert plateaued([0.7, 0.8, 0.801, 0.802], 0.003)
-    assert not plateaued([0.7, 0.8, 0.81], 0.003)
-    assert not plateaued([0.8, 0.8], 0.003)
+    assert reached_plateau([0.7, 0.8, 0.801, 0.802], 0.3)
+    assert not reached_plateau([0.7, 0.8, 0.81], 0.3)
+    assert not reached_plateau([0.8, 0.8], 0.3)
 
 
 @pytest.fixture(scope="module")

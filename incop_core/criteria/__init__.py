@@ -44,7 +44,7 @@ class CriterionContext:
     auto_epsilon: Mapping[str, float] = field(default_factory=dict)  # derived from fine-tuning, same keys
     snapshot: Optional[Callable[[nn.Module, Mask, frozenset], Snapshot]] = None  # probe measurement of a network
     dense: Optional[Snapshot] = None  # the dense network's snapshot at its best epoch (the reference)
-    noise: Mapping[str, float] = field(default_factory=dict)  # the dense network's epoch-to-epoch noise per distance
+    noise: Mapping[str, float] = field(default_factory=dict)  # the dense network's noise under one retraining epoch
 
 
 def consistency_verdict(distance: float, epsilon: float, val_acc: float, dense_best_val_acc: float,

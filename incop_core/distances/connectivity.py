@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..flows import FlowStats
@@ -11,3 +12,8 @@ def connectivity(features: list[torch.Tensor]) -> list[torch.Tensor]:
     stats = FlowStats()
     stats.update([f.double() for f in features])
     return stats.connectivity()
+
+
+def information_flow_vector(features: list[torch.Tensor]) -> np.ndarray:
+    """The paper's IF: the mean of each connectivity matrix C_l."""
+    return np.array([c.mean().item() for c in connectivity(features)])
