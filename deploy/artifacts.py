@@ -18,7 +18,9 @@ ONNX_FILES = {
     "pruned-sparse": "pruned.sparse.onnx",
     "compacted": "compacted.onnx",
     "int8": "int8.onnx",
+    "int8-linear": "int8-linear.onnx",  # INT8 Gemm/MatMul only, convolutions stay float
 }
+INT8_VARIANTS = {"int8": None, "int8-linear": ("Gemm", "MatMul")}  # variant -> op types quantised (None: all)
 BASELINE = "dense"
 
 

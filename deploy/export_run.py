@@ -31,6 +31,8 @@ from .sizes import file_sizes
 from .sparse import same_initializers, to_dense_initializers, to_sparse_initializers
 from .validate import validate_sparsity
 
+MANIFEST_FORMAT = 3  # 2: every variant carries val_accuracy, which chooses what is published; 3: int8-linear
+
 
 @dataclass(frozen=True)
 class ExportResult:
@@ -55,12 +57,16 @@ class _Exporter:
     def __init__(self, loaded: LoadedRun, out_dir: Path, parity_images: int) -> None:
         self.loaded, self.out_dir, self.parity_images = loaded, out_dir, parity_images
         self.images, self.labels = normalised(loaded.data.test, loaded.data)
+        self.val_images, self.val_labels = normalised(loaded.data.val, loaded.data)
         self.outputs: dict[str, np.ndarray] = {}
 
     def _entry(self, name: str, path: Path, ort_out: np.ndarray, extra: dict) -> dict:
+        """Test accuracy is reported; validation accuracy is what chooses the published variant."""
         self.outputs[name] = ort_out
         accuracy = float((ort_out.argmax(1) == self.labels.numpy()).mean())
-        return {"file": path.name, "accuracy": accuracy, "sizes": file_sizes(path), **extra}
+        val_out = logits(path, self.val_images.numpy())
+        val_accuracy = float((val_out.argmax(1) == self.val_labels.numpy()).mean())
+        return {"file": path.name, "accuracy": accuracy, "val_accuracy": val_accuracy, "sizes": file_sizes(path), **extra}
 
     def float_variant(self, name: str, model: torch.nn.Module) -> dict:
         path = export_onnx(model, self.images[:2], names.onnx_path(self.out_dir, name))
@@ -84,14 +90,16 @@ class _Exporter:
         figures = verify_parity(path.name, self.outputs["pruned"], ort_out)
         return self._entry("pruned-sparse", path, ort_out, {"parity": figures, "sparse_initializers": report})
 
-    def int8_variant(self, source: str, calibration: int) -> dict:
+    def int8_variant(self, source: str, calibration: int, name: str = "int8") -> dict:
+        """`name` is one of artifacts.INT8_VARIANTS: all operators, or only the fully connected ones."""
         cal_images, _ = normalised(self.loaded.data.train, self.loaded.data, calibration)
-        path = quantize_int8(names.onnx_path(self.out_dir, source), names.onnx_path(self.out_dir, "int8"),
-                             cal_images.numpy())
+        op_types = names.INT8_VARIANTS[name]
+        path = quantize_int8(names.onnx_path(self.out_dir, source), names.onnx_path(self.out_dir, name),
+                             cal_images.numpy(), op_types)
         ort_out = logits(path, self.images.numpy())
         agreement = float((ort_out.argmax(1) == self.outputs[source].argmax(1)).mean())
-        return self._entry("int8", path, ort_out, {"quantized_from": source, "calibration_images": len(cal_images),
-                                                   "top1_agreement_with_source": agreement})
+        return self._entry(name, path, ort_out, {"quantized_from": source, "quantized_ops": list(op_types or ["all"]),
+                                                 "calibration_images": len(cal_images), "top1_agreement_with_source": agreement})
 
     def compacted(self, pruned: torch.nn.Module) -> tuple[Optional[torch.nn.Module], dict]:
         """Compact the pruned model, check it against the masked one on the probe set, save weights + spec."""
@@ -119,10 +127,10 @@ def _params(model: torch.nn.Module) -> int:
 
 def _manifest(loaded: LoadedRun, variants: dict, sparsity: dict, compaction: dict) -> dict:
     data = loaded.data
-    return {"run": loaded.path.name, "iteration": loaded.final, "opset": OPSET, "artifacts": variants,
+    return {"format": MANIFEST_FORMAT, "run": loaded.path.name, "iteration": loaded.final, "opset": OPSET, "artifacts": variants,
             "input_spec": {"name": "input", "shape": ["batch", *data.input_shape], "dtype": "float32",
                            "layout": "NCHW", "mean": list(data.mean), "std": list(data.std)},
-            "classes": data.num_classes, "test_images": len(data.test),
+            "classes": data.num_classes, "test_images": len(data.test), "val_images": len(data.val),
             "sparsity": {k: sparsity[k] for k in ("sparsity", "nonzero", "total", "zero_filters")},
             "compaction": compaction, "versions": _versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -140,6 +148,8 @@ def existing_export(out_dir: Path) -> Optional[ExportResult]:
     if not manifest_path.is_file():
         return None
     result = ExportResult(Path(out_dir), read_json(manifest_path))
+    if result.manifest.get("format") != MANIFEST_FORMAT:  # made by an older incop (no validation accuracy): redo
+        return None
     return result if all(p.is_file() for p in result.paths.values()) else None
 
 
@@ -169,7 +179,8 @@ def export_run(run: Path, out_dir: Optional[Path] = None, parity_images: int = 2
             if name in variants:
                 variants[name]["parameters"] = _params(model)
         if int8:
-            variants["int8"] = job.int8_variant("compacted" if compacted is not None else "pruned", calibration_images)
+            for name in names.INT8_VARIANTS:
+                variants[name] = job.int8_variant("compacted" if compacted is not None else "pruned", calibration_images, name)
         manifest = _manifest(loaded, variants, sparsity, summary)
         write_json_atomic(out_dir / names.MANIFEST, manifest)
     return ExportResult(out_dir, manifest)

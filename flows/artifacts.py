@@ -11,17 +11,25 @@ from incop_core.report import iteration_rows
 
 
 class PruneProgress:
-    """Updates one progress artifact as iterations finish (the runner's `on_event`)."""
+    """Updates one progress artifact as iterations finish and prints each epoch to the flow's log (the runner's
+    `on_event`), so a long fine-tune or retraining shows it is moving in the terminal and in the UI."""
 
-    def __init__(self, iterations: int) -> None:
+    def __init__(self, iterations: int, artifact: bool = True) -> None:
         self.total = iterations + 1
         self.artifact = create_progress_artifact(progress=0.0, key="prune-progress",
-                                                 description="Pruning iterations finished (iteration 0 = fine-tune).")
+                                                 description="Pruning iterations finished (iteration 0 = fine-tune).") if artifact else None
 
     def __call__(self, kind: str, info: dict) -> None:
-        if kind == "iteration":
-            update_progress_artifact(self.artifact, progress=100.0 * (info["iteration"] + 1) / self.total)
-        elif kind == "finished":
+        if kind == "epoch":
+            distance = "" if info["distance"] is None else f", distance {info['distance']:.4f}"
+            label = "fine-tune" if info["iteration"] == 0 else f"iteration {info['iteration']}/{self.total - 1}"
+            print(f"{label} epoch {info['epoch']:.3g}: validation {100 * info['val_acc']:.2f} %{distance}")
+        elif kind == "iteration":
+            if self.artifact:
+                update_progress_artifact(self.artifact, progress=100.0 * (info["iteration"] + 1) / self.total)
+            print(f"iteration {info['iteration']} done: {100 * info['remaining_fraction']:.1f} % weights left, "
+                  f"{info['epochs']:.3g} epochs ({info['stop_reason']}), validation {100 * info['val_acc']:.2f} %")
+        elif kind == "finished" and self.artifact:
             update_progress_artifact(self.artifact, progress=100.0)
 
 

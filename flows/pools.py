@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.deployments import run_deployment
 
-from deploy.pipeline_summary import choose_variant
+from deploy.pipeline_summary import explain_choice
 from deploy.transfer import download_tree, upload_tree
 from incop_core.errors import ConfigError
 
@@ -45,7 +45,8 @@ def cpu_stages(params: PipelineParams, source: str) -> dict:
     export = export_stage(str(run))
     bench = benchmark_stage(str(run / "export"), export, params.profiles, params.bench_rounds)
     published = publish_stage(params, str(run / "export"), export, bench)
-    return report_stage(str(run), export, bench, published, choose_variant(export, params.publish_variant))
+    choice = explain_choice(export, bench, params.publish_variant, params.publish_profile)
+    return report_stage(str(run), export, bench, published, choice)
 
 
 @flow(name="prune-and-export-pools", log_prints=True)

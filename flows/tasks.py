@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from deploy.export_run import export_run
-from deploy.pipeline_summary import cached_benchmark, choose_variant, published_metrics
+from deploy.pipeline_summary import cached_benchmark, explain_choice, published_metrics
 from deploy.registry_publish import publish
 from deploy.validate import validate_sparsity
 from incop_core.data import describe
@@ -27,7 +27,8 @@ def data_stage(params: PipelineParams) -> dict:
 
 @task(cache_policy=NO_CACHE)
 def finetune_stage(params: PipelineParams) -> str:
-    return str(run_pruning(params.run, Path(params.runs_dir), stop_after=0))
+    printer = PruneProgress(params.run.prune.iterations, artifact=False)  # the prune stage owns the progress artifact
+    return str(run_pruning(params.run, Path(params.runs_dir), stop_after=0, on_event=printer))
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
@@ -53,7 +54,7 @@ def benchmark_stage(export_dir: str, export: dict, profiles: list[str], rounds: 
 
 @task(cache_policy=NO_CACHE)
 def publish_stage(params: PipelineParams, export_dir: str, export: dict, bench: dict) -> dict:
-    chosen = choose_variant(export, params.publish_variant)
+    chosen, _ = explain_choice(export, bench, params.publish_variant, params.publish_profile)
     spec = {"mean": export["input_spec"]["mean"], "std": export["input_spec"]["std"]}
     return publish(params.registry, params.model_name, Path(export_dir) / export["artifacts"][chosen]["file"],
                    metrics={**published_metrics(export, bench, chosen), "variant": chosen}, input_spec=spec,

@@ -52,6 +52,10 @@ class PruneConfig(BaseModel):
     iterations: int = Field(5, ge=0, le=200, description="Prune-and-retrain iterations after fine-tuning.")
     scope: Scope = Field("global", description="Ranking scope: global, layer, neuron, filter (structured, one ranking over all filters) or "
                                                "layer-filter (structured, ranked inside each layer: no layer is emptied).")
+    round_to: Optional[int] = Field(
+        None, ge=2, le=256, description="layer-filter scope only: every layer keeps a multiple of this many filters "
+                                        "(the schedule's kept count rounded down, at least one multiple), so removed "
+                                        "filters become removed latency on SIMD CPU kernels; None keeps exact counts.")
     max_epochs: int = Field(20, ge=1, le=1000, description="Retraining epochs per iteration at most (exactly, for fixed-epochs).")
     schedule: ScheduleConfig = Field(default_factory=lambda: SCHEDULES.config_for(DEFAULT_KINDS["schedule"])(), description="How much to prune each iteration.")
     criterion: CriterionConfig = Field(default_factory=lambda: CRITERIA.config_for(DEFAULT_KINDS["criterion"])(), description="When to stop retraining.")
@@ -63,6 +67,13 @@ class PruneConfig(BaseModel):
     follow: Optional[list[dict[str, NonNegativeInt]]] = Field(
         None, description="A sparsity trajectory to follow instead of asking the schedule: per iteration, the survivors "
                           "per group after pruning (from another run; `incop compare` sets it so methods match).")
+
+    @model_validator(mode="after")
+    def _round_to_needs_layer_filter(self) -> "PruneConfig":
+        if self.round_to is not None and self.scope != "layer-filter":
+            raise ValueError(f"prune.round_to rounds each layer's filter count, so it needs scope layer-filter "
+                             f"(got {self.scope}); set prune.scope=layer-filter or drop round_to")
+        return self
 
     @model_validator(mode="after")
     def _follow_covers_iterations(self) -> "PruneConfig":

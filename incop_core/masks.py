@@ -23,6 +23,37 @@ def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
     }
 
 
+def coupled_norms(model: nn.Module) -> dict[str, nn.Module]:
+    """Conv weight name -> the BatchNorm that normalises exactly that conv's output and nothing else (traced with
+    torch.fx; {} when the model does not trace, which only costs compaction a carrier channel)."""
+    import torch.fx
+
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:
+        return {}
+    modules, found = dict(model.named_modules()), {}
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(modules.get(node.target), nn.Conv2d) or len(node.users) != 1:
+            continue
+        user = next(iter(node.users))
+        norm = modules.get(user.target) if user.op == "call_module" else None
+        if isinstance(norm, nn.BatchNorm2d) and norm.affine and norm.num_features == modules[node.target].out_channels:
+            found[f"{node.target}.weight"] = norm
+    return found
+
+
+def dead_filter_norms(model: nn.Module, mask: "Mask") -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(BatchNorm weight or bias, keep vector) for every conv whose BatchNorm is coupled: a channel whose filter is
+    pruned whole gets a zero scale and shift, so it outputs exactly 0 in train and eval mode instead of a constant
+    (a constant would have to be carried through compaction by an extra channel, costing latency)."""
+    pairs = []
+    for name, norm in coupled_norms(model).items():
+        keep = mask.tensors[name].reshape(mask.tensors[name].shape[0], -1).any(dim=1)
+        pairs += [(norm.weight, keep), (norm.bias, keep)]
+    return pairs
+
+
 @dataclass(frozen=True)
 class Mask:
     """One boolean tensor per prunable weight; True keeps the weight."""
@@ -68,11 +99,14 @@ class Mask:
             not torch.any(self.tensors[n] & ~other.tensors[n]) for n in self.tensors
         )
 
-    def apply_(self, model: nn.Module) -> None:
-        """Zero the masked weights of `model` in place."""
+    def apply_(self, model: nn.Module, norms: bool = False) -> None:
+        """Zero the masked weights of `model` in place; with `norms`, also the BatchNorm scale and shift of every
+        channel whose filter is pruned whole (structured scopes)."""
         with torch.no_grad():
             for name, weight in prunable_weights(model).items():
                 weight.mul_(self.tensors[name].to(device=weight.device, dtype=weight.dtype))
+            for param, keep in dead_filter_norms(model, self) if norms else []:
+                param.mul_(keep.to(device=param.device, dtype=param.dtype))
 
     def sparsity_report(self) -> dict:
         layers = {

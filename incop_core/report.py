@@ -34,3 +34,20 @@ def markdown_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join("" if row[c] is None else str(row[c]) for c in header) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def dense_plateau(records: list[dict]) -> dict:
+    """How the dense model ended fine-tuning (iteration 0's record): epochs, validation accuracy per epoch, the gain
+    over its last 2 epochs and whether that is a plateau (< 0.3 pp, SPEC 5), and its test accuracy."""
+    dense = records[0]
+    accs = [h["val_acc"] for h in dense["history"] if h["epoch"] >= 1]
+    return {"epochs": len(accs), "val_acc_per_epoch": accs, "best_val_acc": dense["val_acc"], "test_acc": dense["test_acc"],
+            "val_gain_last_2_epochs_pp": dense.get("plateau_gain_pp"), "plateaued": bool(dense.get("plateau"))}
+
+
+def plateau_sentence(plateau: dict, train_images: int, test_images: int) -> str:
+    gain = plateau["val_gain_last_2_epochs_pp"]
+    return (f"Dense baseline: {plateau['epochs']} cosine fine-tuning epochs on {train_images} training images; validation "
+            f"gained {'n/a' if gain is None else f'{gain:.2f}'} pp over its last 2 epochs "
+            f"({'a plateau: < 0.3 pp' if plateau['plateaued'] else 'NOT a plateau (>= 0.3 pp)'}); test accuracy "
+            f"{100 * plateau['test_acc']:.2f} % on {test_images} test images.")

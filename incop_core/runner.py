@@ -157,16 +157,20 @@ class Pruning:
             counts = follow_counts(previous[1], prune.scope, prune.follow[t - 1])
         else:
             counts = SCHEDULES.build(prune.schedule).prune_counts(PruneState(weights, previous[1], prune.scope, t, self.model, self.probe))
+            if prune.round_to:
+                counts = magnitude.round_filter_counts(counts, previous[1], prune.round_to)
         mask = magnitude.prune(weights, previous[1], counts, prune.scope)
         if prune.follow is not None and group_survivors(mask, prune.scope) != prune.follow[t - 1]:
             raise IncopError(f"iteration {t} could not reach the followed sparsity {prune.follow[t - 1]} in {prune.scope} "
                              "scope (a layer keeps at least one filter, neuron rows prune whole shares); follow a run of the same scope")
         self.model.load_state_dict(dense if prune.rewind == "finetuned" else previous[0])
-        mask.apply_(self.model)
+        structured = prune.scope in magnitude.STRUCTURED
+        mask.apply_(self.model, norms=structured)
         criterion = CRITERIA.build(prune.criterion, context)
         result = train(self.model, self.data, mask, self.config.optim.retraining(), criterion, retrain_epochs(self.config),
                        self.device, self.config.seed + 1000 * t, stream=getattr(prune.criterion, "estimator", None) == "stream",
-                       on_epoch=lambda row: self.emit("epoch", {"iteration": t, **row}), plan=check_plan(prune.criterion))
+                       on_epoch=lambda row: self.emit("epoch", {"iteration": t, **row}), plan=check_plan(prune.criterion),
+                       norms=structured)
         record = self.record(t, mask, result.epochs, result.stop_reason, result.history, time.perf_counter() - start,
                              result.flow_seconds, {"pruned": sum(counts.values()), "epsilon": getattr(criterion, "epsilon", None),
                                                    "rewind": prune.rewind})

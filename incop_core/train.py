@@ -19,7 +19,7 @@ from .data import Dataset, Split, batches
 from .devices import autocast
 from .distributed import all_sum, world, wrap
 from .errors import TrainingDiverged
-from .masks import Mask, prunable_weights
+from .masks import Mask, dead_filter_norms, prunable_weights
 from .streaming import StreamMonitor
 
 
@@ -45,12 +45,16 @@ def evaluate(model: nn.Module, split: Split, data: Dataset, device: torch.device
 
 
 class MaskedSGD:
-    """SGD whose pruned weights stay exactly zero: gradients masked before, weights after each step."""
+    """SGD whose pruned weights stay exactly zero: gradients masked before, weights after each step. With `norms`,
+    the BatchNorm scale and shift of channels whose filter is pruned whole stay zero too (structured scopes)."""
 
-    def __init__(self, model: nn.Module, mask: Mask, cfg: OptimConfig) -> None:
+    def __init__(self, model: nn.Module, mask: Mask, cfg: OptimConfig, norms: bool = False) -> None:
         weights = prunable_weights(model)
         self.params = list(weights.values())
         self.masks = [mask.tensors[n].to(w.device, w.dtype) for n, w in weights.items()]
+        for param, keep in dead_filter_norms(model, mask) if norms else []:
+            self.params.append(param)
+            self.masks.append(keep.to(param.device, param.dtype))
         self.opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, foreach=True)
 
@@ -133,11 +137,12 @@ def steps_per_epoch(data: Dataset, batch_size: int) -> int:
 
 def train(model: nn.Module, data: Dataset, mask: Mask, optim: OptimConfig, criterion: Criterion, max_epochs: float,
           device: torch.device, seed: int, keep_best: bool = False, stream: bool = False,
-          on_epoch: Optional[Callable[[dict], None]] = None, plan: CheckPlan = CheckPlan()) -> TrainResult:
+          on_epoch: Optional[Callable[[dict], None]] = None, plan: CheckPlan = CheckPlan(), norms: bool = False) -> TrainResult:
     """Train until the criterion says stop or `max_epochs` (may be fractional) pass; raises TrainingDiverged on a
-    NaN/inf loss. The criterion is asked as `plan` says; with `stream`, epoch-end records carry streamed IF/GF."""
+    NaN/inf loss. The criterion is asked as `plan` says; with `stream`, epoch-end records carry streamed IF/GF; `norms`
+    keeps the BatchNorms of whole pruned filters at zero (see MaskedSGD)."""
     torch.manual_seed(seed)
-    opt = MaskedSGD(model, mask, optim)
+    opt = MaskedSGD(model, mask, optim, norms)
     monitor = StreamMonitor(model) if stream else None
     trained, batch_size = wrap(model, device), max(1, optim.batch_size // world().size)  # same global batch
     loop = _Loop(model, data, mask, criterion, device, steps_per_epoch(data, batch_size), on_epoch, keep_best)

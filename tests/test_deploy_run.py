@@ -94,7 +94,7 @@ def test_an_unfinished_run_is_refused(run, tmp_path):
 
 
 def test_every_variant_is_exported_checked_and_parity_verified(exported):
-    assert set(exported.paths) == {"dense", "pruned", "pruned-sparse", "compacted", "int8"}
+    assert set(exported.paths) == {"dense", "pruned", "pruned-sparse", "compacted", "int8", "int8-linear"}
     for name, path in exported.paths.items():
         proto = onnx.load(str(path))
         assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
@@ -136,6 +136,15 @@ def test_int8_accuracy_stays_within_the_stated_margin(exported, run):
     loaded = load_run(run)
     images, labels = normalised(loaded.data.test, loaded.data)
     assert accuracy(exported.paths["int8"], images.numpy(), labels.numpy()) == arts["int8"]["accuracy"]
+
+
+def test_int8_linear_quantises_only_the_fully_connected_layers(exported):
+    arts = exported.manifest["artifacts"]
+    assert abs(arts["int8-linear"]["accuracy"] - arts[arts["int8-linear"]["quantized_from"]]["accuracy"]) * 100 <= INT8_MARGIN_PP
+    ops = {n.op_type for n in onnx.load(str(exported.paths["int8-linear"])).graph.node}
+    assert "Conv" in ops and "QuantizeLinear" in ops  # float convolutions, quantised Gemm inputs
+    quantised = [n for n in onnx.load(str(exported.paths["int8-linear"])).graph.node if n.op_type == "DequantizeLinear"]
+    assert quantised and arts["int8-linear"]["sizes"]["raw"] < arts[arts["int8-linear"]["quantized_from"]]["sizes"]["raw"]
 
 
 def test_sizes_and_sparse_initializers_are_reported(exported):

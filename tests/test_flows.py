@@ -39,6 +39,10 @@ def test_flow_runs_every_stage_and_publishes_with_artifacts(harness, tmp_path):
     assert (run / "export" / "export.json").is_file() and (run / "report" / "summary.md").is_file()
     manifest = json.loads((tmp_path / "registry" / "tiny-cnn" / "versions" / str(result["version"]) / "manifest.json").read_text())
     assert manifest["source"]["run"] == run.name and "latency" in manifest["metrics"]
+    edge = manifest["metrics"]["latency"]["edge-1t"]
+    assert edge["speedup_vs_dense"] >= 1.0  # never slower than dense on the profile that chose it
+    assert manifest["metrics"]["val_accuracy"] >= manifest["metrics"]["dense_val_accuracy"] - 0.01
+    assert "Why this variant" in result["summary"] and "chosen" in result["summary"]
     keys = {a.key for a in asyncio.run(_artifacts())}
     assert {"prune-progress", "prune-iterations", "benchmark", "prune-and-export-summary"} <= keys
     progress = [a for a in asyncio.run(_artifacts()) if a.key == "prune-progress"]

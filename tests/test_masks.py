@@ -119,3 +119,61 @@ def test_layer_filter_scope_ranks_inside_each_layer_and_never_empties_one():
     half = {name: weights[name].shape[0] // 2 for name in names[:-1]}
     mask = magnitude.prune(weights, Mask.dense(model), half, "layer-filter")
     assert all(int(magnitude.alive_filters(mask.tensors[n]).sum()) == weights[n].shape[0] - half[n] for n in names[:-1])
+
+
+def _wide():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 20, 3), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(20 * 4 * 4, 6), nn.ReLU(), nn.Linear(6, 3))
+
+
+def test_round_to_keeps_a_multiple_of_filters_per_layer_rounding_down_never_below_one_multiple():
+    model = _wide()
+    weights, dense = prunable_weights(model), Mask.dense(model)
+    names = list(weights)[:-1]  # 32, 20 and 6 filters
+    counts = {names[0]: 6, names[1]: 19, names[2]: 1}
+    rounded = magnitude.round_filter_counts(counts, dense, 8)
+    assert rounded == {names[0]: 8, names[1]: 12, names[2]: 0}  # keep 26 -> 24; keep 1 -> 8; 6 alive <= 8: as it is
+    mask = magnitude.prune(weights, dense, rounded, "layer-filter")
+    kept = [int(magnitude.alive_filters(mask.tensors[n]).sum()) for n in names]
+    assert kept == [24, 8, 6]
+    again = magnitude.round_filter_counts({names[0]: 4, names[1]: 0, names[2]: 0}, mask, 8)
+    assert again[names[0]] == 8  # 24 - 4 = 20 -> 16
+
+
+def test_round_to_needs_the_layer_filter_scope():
+    from incop_core.config import validate
+    from incop_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs scope layer-filter"):
+        validate({"prune": {"scope": "filter", "round_to": 8}})
+    assert validate({"prune": {"scope": "layer-filter", "round_to": 8}}).prune.round_to == 8
+
+
+def test_structured_pruning_zeroes_the_batchnorm_of_dead_filters_so_compaction_needs_no_carrier_channel():
+    from deploy.compact import compact, max_abs_difference
+    from incop_core.masks import coupled_norms
+
+    data = load_dataset(DataConfig(name="synthetic", synthetic_size=64, image_size=16), 0)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=8), data.input_shape, data.num_classes)
+    for norm in coupled_norms(model).values():  # BatchNorm shifts a pruned channel to a constant unless zeroed
+        nn.init.uniform_(norm.bias, 0.5, 1.0)
+    weights = prunable_weights(model)
+    counts = {"features.0.weight": 3, "features.4.weight": 5}
+    mask = magnitude.prune(weights, Mask.dense(model), counts, "layer-filter")
+    mask.apply_(model, norms=True)
+    criterion = CRITERIA.build(CRITERIA.config_for("fixed-epochs")(), CriterionContext(0.0, {}, None))
+    train(model, data, mask, OptimConfig(lr=0.1, batch_size=16), criterion, 1, torch.device("cpu"), seed=0, norms=True)
+    norms = coupled_norms(model)
+    for name, count in counts.items():
+        dead = ~magnitude.alive_filters(mask.tensors[name])
+        assert int(dead.sum()) == count
+        assert torch.all(norms[name].weight[dead] == 0) and torch.all(norms[name].bias[dead] == 0)
+        assert torch.all(norms[name].bias[~dead] != 0)  # live channels train as before
+    model.eval()
+    images = torch.randn(8, *data.input_shape)
+    result = compact(model, images[:4])
+    assert max_abs_difference(model, result.model, images) < 1e-4
+    convs = [m for m in result.model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8 - 3, 16 - 5]  # exactly the live filters: no carrier channel

@@ -218,3 +218,22 @@ def test_second_process_on_the_same_run_is_refused(tmp_path):
     result = CliRunner().invoke(app, ["prune", "--config", str(config_file), "--runs-dir", str(root)])
     assert result.exit_code == 0, f"{result.exception!r} {result.stderr}"
     assert read_status(run)["state"] == "finished"
+
+
+def test_layer_filter_run_with_round_to_keeps_multiples_and_zero_batchnorms(tmp_path):
+    from incop_core import magnitude
+    from incop_core.masks import coupled_norms
+    from incop_core.models import ModelConfig, build_model
+
+    raw = raw_config(iterations=2, max_epochs=1, criterion="fixed-epochs")
+    raw["prune"].update({"scope": "layer-filter", "round_to": 4, "schedule": {"kind": "lth", "fraction": 0.3}})
+    run = run_pruning(validate(raw), tmp_path)
+    model = build_model(ModelConfig(width=8), (1, 16, 16), 4)
+    norms = coupled_norms(model)
+    model.load_state_dict(torch.load(paths.iteration_dir(run, 2) / paths.WEIGHTS, weights_only=True))
+    mask = mask_of(run, 2)
+    for name in list(mask.tensors)[:-1]:
+        alive = magnitude.alive_filters(mask.tensors[name])
+        assert int(alive.sum()) % 4 == 0 and 0 < int(alive.sum()) < len(alive), name  # 8 -> 4, 16 -> 8, 32 -> 20 -> 12
+        if name in norms:
+            assert torch.all(norms[name].weight[~alive] == 0) and torch.all(norms[name].bias[~alive] == 0)
