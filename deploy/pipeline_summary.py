@@ -14,6 +14,23 @@ NIL_GAIN = 1.10  # below this p50 speed-up a latency gain is reported as nil
 TIE = 1.05  # p50s within 5 % of the fastest candidate's are a tie on a shared CPU: the smaller file wins
 
 
+def _excluded(name: str, entry: dict, dense: dict, timings: dict, profile: str) -> Optional[str]:
+    """Why `name` may not be published under `best`, or None when it may."""
+    p50, dense_p50, source = timings.get(name, {}).get("p50_ms"), timings["dense"]["p50_ms"], entry.get("quantized_from")
+    if name == "pruned-sparse":
+        return "not published: onnxruntime densifies sparse initializers, so it runs as `pruned`"
+    if entry["val_accuracy"] < dense["val_accuracy"] - ACCURACY_KEPT:
+        return (f"validation accuracy {100 * entry['val_accuracy']:.2f} % is more than 1 pp below dense "
+                f"({100 * dense['val_accuracy']:.2f} %)")
+    if p50 is None:
+        return f"not benchmarked on {profile}"
+    if p50 > dense_p50:
+        return f"slower than dense on {profile} (p50 {p50:.4g} ms vs {dense_p50:.4g} ms)"
+    if source and source in timings and p50 >= timings[source]["p50_ms"]:
+        return f"INT8 is not faster than `{source}` on {profile} (p50 {p50:.4g} ms vs {timings[source]['p50_ms']:.4g} ms)"
+    return None
+
+
 def explain_choice(export: dict, bench: dict, preference: str = "best", profile: str = "edge-1t") -> tuple[str, dict]:
     """The variant to publish and, per variant, why it was or was not chosen.
 
@@ -33,33 +50,15 @@ def explain_choice(export: dict, bench: dict, preference: str = "best", profile:
     if not timings or "dense" not in timings:
         raise DeployError(f"profile {profile} was not benchmarked, so no latency can choose the published variant; "
                           f"add it to the pipeline's profiles")
-    floor, dense_p50 = artifacts["dense"]["val_accuracy"] - ACCURACY_KEPT, timings["dense"]["p50_ms"]
-    reasons, candidates = {}, {}
-    for name, entry in artifacts.items():
-        p50 = timings.get(name, {}).get("p50_ms")
-        source = entry.get("quantized_from")
-        if name == "pruned-sparse":
-            reasons[name] = "not published: onnxruntime densifies sparse initializers, so it runs as `pruned`"
-        elif entry["val_accuracy"] < floor:
-            reasons[name] = (f"validation accuracy {100 * entry['val_accuracy']:.2f} % is more than 1 pp below "
-                             f"dense ({100 * artifacts['dense']['val_accuracy']:.2f} %)")
-        elif p50 is None:
-            reasons[name] = f"not benchmarked on {profile}"
-        elif p50 > dense_p50:
-            reasons[name] = f"slower than dense on {profile} (p50 {p50:.4g} ms vs {dense_p50:.4g} ms)"
-        elif source and source in timings and p50 >= timings[source]["p50_ms"]:
-            reasons[name] = (f"INT8 is not faster than `{source}` on {profile} (p50 {p50:.4g} ms vs "
-                             f"{timings[source]['p50_ms']:.4g} ms)")
-        else:
-            candidates[name] = p50
+    reasons = {name: _excluded(name, entry, artifacts["dense"], timings, profile) for name, entry in artifacts.items()}
+    candidates = {name: timings[name]["p50_ms"] for name, why in reasons.items() if why is None}
     fastest = min(candidates.values())
     tied = [n for n, p50 in candidates.items() if p50 <= fastest * TIE]
     chosen = min(tied, key=lambda n: artifacts[n]["sizes"]["zstd"])
     for name, p50 in candidates.items():
-        reasons[name] = ("chosen" if name == chosen else
-                         "within 5 % of the fastest but larger" if name in tied else f"slower on {profile} (p50 {p50:.4g} ms)")
-    reasons[chosen] = (f"chosen: fastest on {profile} (p50 {candidates[chosen]:.4g} ms vs dense {dense_p50:.4g} ms) "
-                       f"within 1 pp of dense on validation")
+        reasons[name] = "within 5 % of the fastest but larger" if name in tied else f"slower on {profile} (p50 {p50:.4g} ms)"
+    reasons[chosen] = (f"chosen: fastest on {profile} (p50 {candidates[chosen]:.4g} ms vs dense "
+                       f"{timings['dense']['p50_ms']:.4g} ms) within 1 pp of dense on validation")
     return chosen, reasons
 
 

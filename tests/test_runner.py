@@ -237,3 +237,14 @@ def test_layer_filter_run_with_round_to_keeps_multiples_and_zero_batchnorms(tmp_
         assert int(alive.sum()) % 4 == 0 and 0 < int(alive.sum()) < len(alive), name  # 8 -> 4, 16 -> 8, 32 -> 20 -> 12
         if name in norms:
             assert torch.all(norms[name].weight[~alive] == 0) and torch.all(norms[name].bias[~alive] == 0)
+
+
+def test_dense_plateau_reports_the_fine_tune_as_the_runner_judged_it(finished_run):
+    from incop_core.report import dense_plateau, plateau_sentence
+
+    config, run = finished_run
+    plateau = dense_plateau(load_records(run))
+    assert plateau["epochs"] == config.finetune_epochs == len(plateau["val_acc_per_epoch"])
+    gain = plateau["val_gain_last_2_epochs_pp"]
+    assert gain is None or plateau["plateaued"] == (gain < 0.3)
+    assert "cosine fine-tuning epochs" in plateau_sentence(plateau, 100, 10)
