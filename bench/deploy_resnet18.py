@@ -15,8 +15,9 @@ are timed interleaved in one process under every profile. Which variant would sh
 rule (validation accuracy within 1 pp of dense, not slower than dense on edge-1t, INT8 only where faster).
 Writes bench/results/deploy_resnet18.{json,md} and deploy_resnet18.{size,latency,accuracy}.png.
 
-CPU budget: ResNet-18 takes ~7 min per full FashionMNIST epoch on 2 cores, so without a GPU the defaults
-train on a 12,000-image subset; the result files say which budget was used.
+CPU budget: one ResNet-18 training epoch at 28x28 (stride-1 stem) costs ~37 ms per image on 2 cores, so the
+defaults (12,000 images, 10 + 1 + 5 epochs) take about 2 h there; on a GPU use --train-subset 0 (the full
+split). The result files say which budget was used.
 
 Why `layer-filter` and not `filter`: the `filter` scope ranks all filters of the network by one L2-norm
 threshold, and filter norms grow with fan-in, so it empties the stem, the stride-2 convs and the 1x1
