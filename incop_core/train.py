@@ -52,6 +52,7 @@ class MaskedSGD:
         weights = prunable_weights(model)
         self.params = list(weights.values())
         self.masks = [mask.tensors[n].to(w.device, w.dtype) for n, w in weights.items()]
+        self.layers = len(self.params)  # gradient flow is measured on the prunable weights only, never the BatchNorms
         for param, keep in dead_filter_norms(model, mask) if norms else []:
             self.params.append(param)
             self.masks.append(keep.to(param.device, param.dtype))
@@ -62,7 +63,7 @@ class MaskedSGD:
         grads = [p.grad for p in self.params]
         torch._foreach_mul_(grads, self.masks)  # one fused call over all tensors
         if monitor is not None:
-            monitor.gradients(grads)
+            monitor.gradients(grads[:self.layers])
         self.opt.step()
         with torch.no_grad():
             torch._foreach_mul_(self.params, self.masks)

@@ -177,3 +177,19 @@ def test_structured_pruning_zeroes_the_batchnorm_of_dead_filters_so_compaction_n
     assert max_abs_difference(model, result.model, images) < 1e-4
     convs = [m for m in result.model.modules() if isinstance(m, nn.Conv2d)]
     assert [c.out_channels for c in convs] == [8 - 3, 16 - 5]  # exactly the live filters: no carrier channel
+
+
+def test_streamed_gradient_flow_covers_the_prunable_weights_only_when_batchnorms_are_masked():
+    from incop_core.streaming import StreamMonitor
+    from incop_core.train import MaskedSGD
+
+    data = load_dataset(DataConfig(name="synthetic", synthetic_size=32, image_size=16), 0)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=8), data.input_shape, data.num_classes)
+    weights = prunable_weights(model)
+    mask = magnitude.prune(weights, Mask.dense(model), {"features.0.weight": 2}, "layer-filter")
+    opt, monitor = MaskedSGD(model, mask, OptimConfig(lr=0.1), norms=True), StreamMonitor(model)
+    assert len(opt.params) == len(weights) + 4  # two BatchNorms, scale and shift each
+    model(torch.randn(4, *data.input_shape)).sum().backward()
+    opt.step(monitor)
+    assert len(monitor.gf_sum) == len(weights)
