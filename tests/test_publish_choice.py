@@ -81,3 +81,9 @@ def test_named_variant_is_published_as_asked_and_the_summary_says_why():
     totals = {"iterations": 1, "retrain_epochs": 1, "final_remaining_fraction": 0.5, "final_test_acc": 0.9, "flow_share": 0.1}
     text = summary_markdown(totals, export, bench, chosen, None, why)
     assert "Why this variant" in text and "`int8`: slower than dense" in text
+
+
+def test_dense_is_published_when_nothing_else_keeps_accuracy_and_says_so():
+    export = _export(dense=(0.87, 0.86, 1000), compacted=(0.72, 0.72, 100), int8=(0.72, 0.72, 30))
+    chosen, why = explain_choice(export, _bench(dense=10.0, compacted=1.8, int8=0.6))
+    assert chosen == "dense" and why["dense"].startswith("chosen: no other variant")
