@@ -87,3 +87,12 @@ def test_dense_is_published_when_nothing_else_keeps_accuracy_and_says_so():
     export = _export(dense=(0.87, 0.86, 1000), compacted=(0.72, 0.72, 100), int8=(0.72, 0.72, 30))
     chosen, why = explain_choice(export, _bench(dense=10.0, compacted=1.8, int8=0.6))
     assert chosen == "dense" and why["dense"].startswith("chosen: no other variant")
+
+
+def test_a_publish_profile_that_is_not_benchmarked_is_a_config_error():
+    from flows.cli import load_params
+    from incop_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="publish_profile edge-1t is not among profiles"):
+        load_params(None, ['profiles=["cpu-2t"]'])
+    assert load_params(None, ['profiles=["cpu-2t"]', "publish_profile=cpu-2t"]).publish_profile == "cpu-2t"
