@@ -23,7 +23,9 @@ def _current_is_whole(dest):
     try:
         version = current.resolve(strict=True)
     except (FileNotFoundError, RuntimeError):
-        return not current.exists()
+        if not current.is_symlink():
+            return True  # nothing pulled yet
+        return None if current.exists() else False  # made between the two reads (undecided), or dangling (broken)
     try:
         manifest = json.loads((version / "manifest.json").read_text())
         return all(sha256_file(version / name) == info["sha256"] for name, info in manifest["files"].items())
