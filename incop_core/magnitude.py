@@ -104,11 +104,7 @@ def round_filter_counts(counts: Mapping[str, int], mask: Mask, multiple: int) ->
     for group, count in counts.items():
         alive = int(alive_filters(mask.tensors[group]).sum())
         keep = alive - min(max(count, 0), alive)
-        if alive > multiple:
-            keep = max(multiple, keep // multiple * multiple)
-        else:
-            keep = alive
-        rounded[group] = alive - keep
+        rounded[group] = alive - (max(multiple, keep // multiple * multiple) if alive > multiple else alive)
     return rounded
 
 

@@ -47,9 +47,11 @@ def dead_filter_norms(model: nn.Module, mask: "Mask") -> list[tuple[torch.Tensor
     """(BatchNorm weight or bias, keep vector) for every conv whose BatchNorm is coupled: a channel whose filter is
     pruned whole gets a zero scale and shift, so it outputs exactly 0 in train and eval mode instead of a constant
     (a constant would have to be carried through compaction by an extra channel, costing latency)."""
+    from .magnitude import alive_filters  # magnitude imports this module
+
     pairs = []
     for name, norm in coupled_norms(model).items():
-        keep = mask.tensors[name].reshape(mask.tensors[name].shape[0], -1).any(dim=1)
+        keep = alive_filters(mask.tensors[name])
         pairs += [(norm.weight, keep), (norm.bias, keep)]
     return pairs
 
