@@ -23,3 +23,16 @@ def tiny_config():
             "prune": {"iterations": 2, "max_epochs": 2, "probe_size": 32, "probe_batch": 16, **prune},
         })
     return make
+
+
+def pytest_addoption(parser):
+    parser.addoption("--bad-inputs", default=None, metavar="PATH",
+                     help="write the table of every bad CLI input the tests tried (tests/BAD_INPUTS.md)")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    target = session.config.getoption("--bad-inputs")
+    if target:
+        from bad_inputs import write_table
+
+        write_table(target)

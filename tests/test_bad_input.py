@@ -16,6 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 import incop_core.train
+from bad_inputs import Outcome, record
 from incop_core import paths
 from incop_core.cli import app, build_config
 from incop_core.idx import write_idx
@@ -36,7 +37,9 @@ def invoke(*args: str):
         stderr = result.stderr
     except ValueError:  # older click mixes the streams
         stderr = result.output
-    return result.exit_code, result.stdout, stderr, result.exception
+    outcome = Outcome((result.exit_code, result.stdout, stderr, result.exception))
+    outcome.argv = tuple(str(a) for a in args)
+    return outcome
 
 
 def error_sentence(stderr: str) -> str:
@@ -57,6 +60,7 @@ def assert_user_error(outcome, *mentions: str) -> str:
     squashed = "".join(sentence.split())  # the console may wrap a long path mid-word; see the test below
     for mention in mentions:
         assert "".join(mention.split()) in squashed, f"{mention!r} missing from {sentence!r}"
+    record(getattr(outcome, "argv", ()), code, sentence)
     return sentence
 
 

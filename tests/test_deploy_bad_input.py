@@ -13,6 +13,8 @@ import torch
 from onnx import helper
 from typer.testing import CliRunner
 
+from bad_inputs import record
+
 from deploy.flops import matmul_model
 from deploy.onnx_export import export_onnx
 from incop_core.cli import app
@@ -34,6 +36,7 @@ def assert_user_error(*args, mentions=()) -> str:
     squashed = "".join(sentence.split())
     for mention in mentions:
         assert "".join(str(mention).split()) in squashed, f"{mention!r} missing from {sentence!r}"
+    record(args, result.exit_code, sentence)
     return sentence
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from bad_inputs import Outcome, record
 from deploy.registry_serve import RegistryHandler, make_server, start_in_thread, url_of
 
 FIX_WORDS = re.compile(r"\b(check|republish|publish|pass|use|omit|pull|wait|free|install|upgrade|choose|point|"
@@ -66,7 +67,7 @@ def invoke(*args):
     from incop_core.cli import app
 
     result = CliRunner().invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
+    return Outcome.of(args, result.exit_code, result.stdout, result.stderr)
 
 
 def assert_user_error(outcome, *mentions: str) -> str:
@@ -80,6 +81,7 @@ def assert_user_error(outcome, *mentions: str) -> str:
     assert FIX_WORDS.search(sentence), sentence
     for mention in mentions:
         assert "".join(mention.split()) in "".join(sentence.split()), (mention, sentence)
+    record(getattr(outcome, "argv", ()), code, sentence)
     return sentence
 
 
