@@ -21,7 +21,12 @@ def _json_option(value: Optional[str], flag: str) -> Optional[dict]:
 
     if value is None:
         return None
-    text = Path(value).read_text() if Path(value).is_file() else value
+    inline = value.lstrip().startswith(("{", "["))  # never a file name: inline JSON may be longer than any path
+    try:
+        text = value if inline or not Path(value).is_file() else Path(value).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IncopError(f"cannot read {flag} file {value[:80]!r} ({getattr(exc, 'strerror', None) or exc}); "
+                         "pass inline JSON or the path of a readable JSON file") from None
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError:
@@ -68,7 +73,7 @@ def _add_publish(app: typer.Typer, guarded: Guard) -> None:
             signed = "signed" if "signature" in manifest else "unsigned"
             typer.echo(f"{state}: {name} v{manifest['version']} in {registry} ({signed})")
 
-        guarded(go)
+        guarded(go, {"--registry": Path(registry)})
 
 
 def _add_device(app: typer.Typer, guarded: Guard) -> None:
@@ -79,15 +84,22 @@ def _add_device(app: typer.Typer, guarded: Guard) -> None:
         dest: Path = typer.Option(..., help="Device model directory (DEST/current is the model to run)."),
         version: Optional[str] = typer.Option(None, help="Version to pull (default: latest)."),
         public_key: Optional[Path] = typer.Option(None, help="Public key to verify with (default: INCOP_PUBLIC_KEY)."),
+        allow_downgrade: bool = typer.Option(False, "--allow-downgrade",
+                                             help="Install a version older than the current one."),
         retries: int = typer.Option(4, min=0, help="Retries per request, with exponential backoff."),
         timeout: float = typer.Option(30.0, min=0.1, help="Seconds to wait for the registry per request."),
+        deadline: Optional[float] = typer.Option(None, min=0.1, help="Seconds each file may take, retries "
+                                                 "included (default: 60 + size / --min-rate)."),
+        min_rate: float = typer.Option(10240.0, min=0, help="Slowest transfer in bytes/s, averaged over 10 s "
+                                       "(0: no minimum); a slower attempt is retried."),
     ) -> None:
         """Download, verify, and atomically swap in a model; the previous one is kept for rollback."""
         def go() -> None:
             from .pull import pull as pull_model
 
             try:
-                result = pull_model(registry, name, dest, version, public_key, retries=retries, timeout=timeout)
+                result = pull_model(registry, name, dest, version, public_key, retries=retries, timeout=timeout,
+                                    deadline=deadline, min_rate=min_rate, allow_downgrade=allow_downgrade)
             except KeyboardInterrupt:
                 typer.echo("interrupted; the current model is unchanged and re-running the pull resumes", err=True)
                 raise typer.Exit(130) from None
@@ -95,7 +107,7 @@ def _add_device(app: typer.Typer, guarded: Guard) -> None:
             previous = f"v{result['previous']}" if result["previous"] else "none"
             typer.echo(f"{state} {name} v{result['version']} -> {result['path']} (previous: {previous})")
 
-        guarded(go)
+        guarded(go, {"--dest": dest})
 
     @app.command()
     def rollback(
@@ -109,7 +121,7 @@ def _add_device(app: typer.Typer, guarded: Guard) -> None:
             result = roll(dest, public_key)
             typer.echo(f"rolled back {result['name']} to v{result['version']} (previous: v{result['previous']})")
 
-        guarded(go)
+        guarded(go, {"--dest": dest})
 
     @app.command()
     def predict(
@@ -148,12 +160,15 @@ def _add_admin(app: typer.Typer, guarded: Guard) -> None:
             private, public = generate_keys(out, stem, force)
             typer.echo(f"private key {private} (keep it secret), public key {public} (copy it to devices)")
 
-        guarded(go)
+        guarded(go, {"--out": out})
 
     @registry_app.command("serve")
     def serve(directory: Path = typer.Argument(..., help="Registry directory."),
-              port: int = typer.Option(8765, help="TCP port (0: any free port)."),
-              host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0: every interface).")) -> None:
+              port: int = typer.Option(8765, min=0, max=65535, help="TCP port (0: any free port)."),
+              host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0: every interface)."),
+              timeout: float = typer.Option(30.0, min=0.1, help="Seconds a connection may stall before it is closed."),
+              max_connections: int = typer.Option(64, min=1, help="Connections served at once; more get 503.")
+              ) -> None:
         """Serve a registry directory read-only over HTTP (GET/HEAD with Range)."""
         def go() -> None:
             from incop_core.errors import IncopError
@@ -162,7 +177,7 @@ def _add_admin(app: typer.Typer, guarded: Guard) -> None:
 
             if not directory.is_dir():
                 raise IncopError(f"registry directory {directory} does not exist; publish a model into it first")
-            server = make_server(directory, host, port)
+            server = make_server(directory, host, port, timeout=timeout, max_connections=max_connections)
             typer.echo(f"serving {directory} at {url_of(server)} (Ctrl-C stops)")
             try:
                 server.serve_forever()
@@ -178,13 +193,20 @@ def _add_admin(app: typer.Typer, guarded: Guard) -> None:
               name: Optional[str] = typer.Option(None, help="Only this model.")) -> None:
         """List names and versions in a registry (latest marked with *)."""
         def go() -> None:
+            from incop_core.errors import IncopError
+
             from .registry_store import Store
 
             store = Store(url)
-            for model_name in [name] if name else store.names():
+            if store.local and not store.fs.isdir(store.root):
+                raise IncopError(f"registry {url} is not a directory; check the path or publish a model into it first")
+            names = [name] if name else store.names()
+            for model_name in names:
                 latest = store.latest(model_name)
                 versions = " ".join(f"{v}*" if v == latest else v for v in store.versions(model_name))
                 typer.echo(f"{model_name}: {versions or '(none)'}")
+            if not names:
+                typer.echo(f"no published models in {url}")
 
         guarded(go)
 

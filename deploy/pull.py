@@ -4,10 +4,13 @@ Order: resolve the version, read and check the manifest (and its signature when 
 configured), take the device lock, download each file into DEST/.partial (resuming), verify size and
 sha256, move the version into DEST/versions, then swap the `current` link. Any failure before the swap
 leaves `current` as it was. Imports neither torch nor prefect: a device needs onnxruntime and numpy only.
+With a public key the latest version comes from the signed NAME/latest.json, not the plain `latest`; a
+version older than the running one (created time, then version order) needs allow_downgrade.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from importlib import metadata
 from pathlib import Path
@@ -16,29 +19,35 @@ from typing import Any, Optional
 from .pull_device import CURRENT, PREVIOUS, Device
 from .pull_fetch import Retry, fetch, read_small
 from .pull_source import source_for
-from .registry_errors import DeviceError, RegistryError, VerificationError
-from .registry_manifest import LATEST, MANIFEST, MAX_MANIFEST_BYTES, check_name, check_version, parse_manifest, \
-    version_dir
-from .signing import load_public_key, verify_manifest
+from .registry_errors import DeviceError, NotFound, RegistryError, VerificationError
+from .registry_manifest import LATEST, MANIFEST, MAX_MANIFEST_BYTES, MAX_POINTER_BYTES, SIGNED_LATEST, check_name, \
+    check_version, is_older, parse_manifest, parse_pointer, version_dir
+from .signing import load_public_key, verify_manifest, verify_signed
 
 
 def pull(registry: str, name: str, dest: Path, version: Optional[str] = None, public_key: Any = None,
-         retries: int = 4, backoff: float = 0.5, timeout: float = 30.0) -> dict:
+         retries: int = 4, backoff: float = 0.5, timeout: float = 30.0, deadline: Optional[float] = None,
+         min_rate: float = 10 * 1024, rate_window: float = 10.0, allow_downgrade: bool = False) -> dict:
     """Make DEST/current the verified NAME (latest, or `version`); return what happened."""
-    device, policy = Device(Path(dest)), Retry(retries, backoff)
+    device, policy = Device(Path(dest)), Retry(retries, backoff, deadline, min_rate, rate_window)
     key = load_public_key(public_key, device.trusted_key)
     source = source_for(registry, timeout)
     check_name(name)
-    version = check_version(version) if version else _latest(source, name, policy)
+    version, pointer = (check_version(version), None) if version else _resolve_latest(source, name, policy, key)
     raw = read_small(source, f"{version_dir(name, version)}/{MANIFEST}", policy, MAX_MANIFEST_BYTES,
                      f"{name} has no version {version} in registry {registry}; omit --version to pull the latest")
     manifest = parse_manifest(raw, name, version)
     if key is not None:
         verify_manifest(manifest, key)
+    if pointer is not None:
+        _match_pointer(pointer, raw, source.url)
     check_runtime(manifest)
     with device.locked():
+        device.check_paths(version)
         if device.link(CURRENT) == version and device.is_complete(version, manifest):
             return _result(device, manifest, changed=False)
+        if not allow_downgrade:
+            _refuse_downgrade(device, manifest)
         if not device.is_complete(version, manifest):
             _download(device, source, manifest, policy)
             device.install(version, raw)
@@ -52,9 +61,10 @@ def rollback(dest: Path, public_key: Any = None) -> dict:
     device = Device(Path(dest))
     key = load_public_key(public_key, device.trusted_key)
     with device.locked():
-        previous = device.link(PREVIOUS)
-        if previous is None or device.link(CURRENT) is None:
+        current, previous = device.link(CURRENT), device.link(PREVIOUS)
+        if previous is None or current is None:
             raise DeviceError(f"{dest} has no previous version to roll back to; pull at least two versions first")
+        device.check_paths(previous)
         manifest = _stored(device, previous)
         if key is not None:
             verify_manifest(manifest, key)
@@ -73,6 +83,44 @@ def _stored(device: Device, version: str) -> dict:
                                 f"with --version {version}") from None
 
 
+def _resolve_latest(source: Any, name: str, policy: Retry, key: Any) -> tuple[str, Optional[dict]]:
+    """The latest version and, when a public key is configured, the signed pointer that named it."""
+    if key is None:
+        return _latest(source, name, policy), None
+    try:
+        data = read_small(source, f"{name}/{SIGNED_LATEST}", policy, MAX_POINTER_BYTES, "")
+    except NotFound:
+        _latest(source, name, policy)  # an unknown name is reported as such
+        raise VerificationError(f"the latest pointer of {name} in registry {source.url} is not signed (there is no "
+                                f"{SIGNED_LATEST}) but a public key is configured; publish {name} with --key or pass "
+                                "--version") from None
+    pointer = parse_pointer(data, name, f"registry {source.url}")
+    verify_signed(pointer, key, f"the latest pointer of {name} in registry {source.url}")
+    return pointer["version"], pointer
+
+
+def _match_pointer(pointer: dict, raw: bytes, url: str) -> None:
+    if hashlib.sha256(raw).hexdigest() != pointer["manifest_sha256"]:
+        raise VerificationError(f"the manifest of {pointer['name']} v{pointer['version']} in registry {url} does not "
+                                f"match its signed latest pointer; republish {pointer['name']} with --key")
+
+
+def _refuse_downgrade(device: Device, manifest: dict) -> None:
+    """Refuse a version older than the running one (created time, then version order; both are signed)."""
+    current = device.link(CURRENT)
+    if current is None or current == manifest["version"]:
+        return
+    try:
+        running = device.stored_manifest(current)
+        older = is_older(manifest, running)
+    except (OSError, RegistryError):
+        return  # no readable record of what runs, so nothing to compare with: a re-pull repairs it
+    if older:
+        raise VerificationError(f"{manifest['name']} v{manifest['version']} (created {manifest['created']}) is older "
+                                f"than v{current} (created {running['created']}) that {device.dest} runs; pass "
+                                "--allow-downgrade to install it anyway")
+
+
 def _latest(source: Any, name: str, policy: Retry) -> str:
     data = read_small(source, f"{name}/{LATEST}", policy, 256,
                       f"registry {source.url} has no model named {name}; check --name or publish it first")
@@ -86,6 +134,7 @@ def _latest(source: Any, name: str, policy: Retry) -> str:
 def _download(device: Device, source: Any, manifest: dict, policy: Retry) -> None:
     partial = device.partial_path(manifest["version"])
     partial.mkdir(parents=True, exist_ok=True)
+    device.check_partial(manifest["version"])  # the downloader opens these paths and would follow a link
     have = sum(p.stat().st_size for p in partial.iterdir() if p.is_file())
     need = sum(info["size"] for info in manifest["files"].values()) - have
     free = shutil.disk_usage(partial).free

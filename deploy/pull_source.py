@@ -11,7 +11,9 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from .registry_errors import RegistryError
 
 
 class Missing(Exception):
@@ -57,10 +59,8 @@ class FsspecSource:
     """A registry at a local path or any fsspec URL (s3://, gs://, memory://, ...)."""
 
     def __init__(self, url: str):
-        import fsspec
-
         self.url = url
-        self.fs, self.root = fsspec.core.url_to_fs(url)
+        self.fs, self.root = _filesystem(url)
         self.root = self.root.rstrip("/")
 
     def open(self, rel: str, offset: int = 0) -> tuple[BinaryIO, int]:
@@ -78,3 +78,25 @@ class FsspecSource:
 def source_for(url: str, timeout: float = 30.0):
     scheme = urllib.parse.urlsplit(str(url)).scheme.lower()
     return HttpSource(str(url), timeout) if scheme in ("http", "https") else FsspecSource(str(url))
+
+
+def _filesystem(url: str) -> tuple[Any, str]:
+    """fsspec's filesystem and root for `url`, or one sentence naming the package or URL to fix."""
+    try:
+        import fsspec
+        from fsspec.registry import known_implementations
+    except ImportError:
+        raise RegistryError(f"registry URL {url} is not http(s)://, so reading it needs fsspec; install it with "
+                            "pip install fsspec or serve the registry with `incop registry serve`") from None
+    protocol = fsspec.core.split_protocol(url)[0]
+    if protocol and protocol not in fsspec.available_protocols():
+        raise RegistryError(f"registry URL {url} uses protocol {protocol} that fsspec does not know; use http(s)://, "
+                            "a directory or an installed fsspec backend")
+    try:
+        return fsspec.core.url_to_fs(url)
+    except ImportError:
+        package = known_implementations.get(protocol, {}).get("class", f"{protocol}fs").split(".")[0]
+        raise RegistryError(f"registry URL {url} needs the {package} package; install it with pip install {package} "
+                            "or use http(s)://") from None
+    except (ValueError, OSError) as exc:
+        raise RegistryError(f"registry URL {url} cannot be opened ({exc}); check --registry") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from .registry_errors import RegistryError
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 LATEST = "latest"
+SIGNED_LATEST = "latest.json"  # {name, version, created, manifest_sha256} + signature, written when publishing signed
+MAX_POINTER_BYTES = 4096
 VERSIONS = "versions"
 MAX_MANIFEST_BYTES = 1 << 20
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -80,6 +83,7 @@ def check_manifest(manifest: Any, name: str, version: str) -> dict:
         raise RegistryError(f"{where} says it is {manifest['name']} v{manifest['version']}; the entry was moved "
                             "or tampered with, so republish it")
     _check_files(manifest, where)
+    created_at(manifest)
     return manifest
 
 
@@ -108,3 +112,45 @@ def parse_manifest(data: bytes, name: str, version: str) -> dict:
 def version_dir(name: str, version: str) -> str:
     """Relative path of a version's directory inside the registry."""
     return f"{name}/{VERSIONS}/{version}"
+
+
+def created_at(manifest: dict) -> datetime:
+    """The manifest's `created` time (UTC when it names no zone)."""
+    try:
+        created = datetime.fromisoformat(manifest["created"])
+    except (TypeError, ValueError):
+        raise RegistryError(f"the manifest of {manifest.get('name')} v{manifest.get('version')} has no readable "
+                            "created time; republish the entry") from None
+    return created if created.tzinfo else created.replace(tzinfo=timezone.utc)
+
+
+def version_order(version: str) -> tuple:
+    """Sort key of a version: integers numerically, semver-like strings by their dotted parts (2 < 10 < 10.1)."""
+    core = re.split(r"[-+]", str(version), maxsplit=1)[0]
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in core.split("."))
+
+
+def is_older(candidate: dict, current: dict) -> bool:
+    """Whether `candidate` is older than `current`: created time first, then version order (both are signed)."""
+    return (created_at(candidate), version_order(candidate["version"])) < \
+        (created_at(current), version_order(current["version"]))
+
+
+def latest_pointer(manifest: dict, manifest_bytes: bytes) -> dict:
+    """The (to be signed) `latest.json` naming `manifest` and the sha256 of its bytes in the registry."""
+    return {"name": manifest["name"], "version": manifest["version"], "created": manifest["created"],
+            "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest()}
+
+
+def parse_pointer(data: bytes, name: str, where: str) -> dict:
+    """A `latest.json` read from `where`; raise one sentence unless it names a version of `name` and a sha256."""
+    try:
+        pointer = json.loads(data.decode())
+        ok = pointer["name"] == name and SHA_RE.match(pointer["manifest_sha256"])
+        check_version(pointer["version"])
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RegistryError):
+        ok = False
+    if not ok:
+        raise RegistryError(f"the signed latest pointer of {name} in {where} is corrupt; republish {name} with "
+                            "--key or pass --version")
+    return pointer

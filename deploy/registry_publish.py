@@ -1,7 +1,9 @@
-"""Publish a model to a registry: files first, the (signed) manifest last, the `latest` pointer after it.
+"""Publish a model to a registry: files first, the (signed) manifest last, the `latest` pointers after it.
 
 Versions are integers counting up from 1 unless the caller names one (any semver-like string). Publishing
-content identical to the newest entry writes nothing and returns that entry's manifest.
+content identical to the newest entry writes nothing and returns that entry's manifest. One publisher at a
+time holds the name's lock; the next version is chosen inside it and its manifest is created only if absent.
+A signed publish also writes NAME/latest.json, a signed pointer that devices with a public key follow.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .registry_errors import RegistryError
-from .registry_inspect import default_opset, load_model, merge_input_spec, min_onnxruntime
-from .registry_manifest import (LATEST, MANIFEST, SCHEMA_VERSION, canonical_bytes, check_file_name, check_name,
-                                check_version, content_id, sha256_file, version_dir)
+from .registry_inspect import check_input_spec, check_loads, default_opset, load_model, merge_input_spec, \
+    min_onnxruntime
+from .registry_manifest import (LATEST, MANIFEST, SCHEMA_VERSION, SIGNED_LATEST, canonical_bytes, check_file_name,
+                                check_name, check_version, content_id, latest_pointer, sha256_file, version_dir)
 from .registry_store import Store
 from .signing import key_id, load_private_key, sign_manifest
 
@@ -39,22 +42,23 @@ def publish_entry(registry_url, name, files, metrics=None, input_spec=None, sour
                   version=None, min_ort=None) -> tuple[dict, bool]:
     """Like publish(); the flag says whether anything was written (False: identical entry already there)."""
     check_name(name)
+    version = check_version(version) if version is not None else None
     key = load_private_key(private_key)
     entry = build_entry(name, _file_map(files), metrics, input_spec, source, min_ort)
     store = Store(registry_url)
-    existing = _same_entry(store, name, entry, key, version)
-    if existing is not None:
-        if store.latest(name) != existing["version"]:
-            store.write_bytes(f"{name}/{LATEST}", f"{existing['version']}\n".encode())
-        return existing, False
-    version = check_version(version) if version is not None else _next_version(store, name)
-    if version in store.versions(name):
-        raise RegistryError(f"{name} v{version} is already published with different content; "
-                            "omit --version to publish the next version or choose another")
-    manifest = {**entry, "version": version, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    if key is not None:
-        manifest = sign_manifest(manifest, key)
-    _write_entry(store, manifest, _file_map(files))
+    with store.lock(name):
+        existing = _same_entry(store, name, entry, key, version)
+        if existing is not None:
+            _point_latest(store, existing, key)
+            return existing, False
+        version = version if version is not None else _next_version(store, name)
+        if version in store.versions(name):
+            raise RegistryError(f"{name} v{version} is already published with different content; "
+                                "omit --version to publish the next version or choose another")
+        manifest = {**entry, "version": version, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        if key is not None:
+            manifest = sign_manifest(manifest, key)
+        _write_entry(store, manifest, _file_map(files), key)
     return manifest, True
 
 
@@ -99,12 +103,13 @@ def build_entry(name: str, files: dict[str, Path], metrics, input_spec, source, 
     """Everything in the manifest except version, created time and signature."""
     model_file = _model_file(files)
     model = load_model(files[model_file])
+    check_loads(files[model_file])
     opset = default_opset(model)
     described = {k: _describe(p) for k, p in sorted(files.items())}
     entry = {"schema_version": SCHEMA_VERSION, "name": name, "files": described, "model_file": model_file,
              "compressed_size": sum(d["compressed_size"] for d in described.values()),
              "metrics": _json_dict(metrics, "metrics"),
-             "input_spec": _json_dict(merge_input_spec(model, input_spec), "input spec"),
+             "input_spec": check_input_spec(model, _json_dict(merge_input_spec(model, input_spec), "input spec")),
              "opset": opset, "min_onnxruntime": min_ort or min_onnxruntime(opset),
              "source": _json_dict(source, "source")}
     return {**entry, "content_id": content_id(entry)}
@@ -133,10 +138,25 @@ def _next_version(store: Store, name: str) -> str:
     return str(max(numbers, default=0) + 1)
 
 
-def _write_entry(store: Store, manifest: dict, files: dict[str, Path]) -> None:
-    """Model files, then the manifest (the entry exists from here on), then the `latest` pointer."""
-    base = version_dir(manifest["name"], manifest["version"])
+def _write_entry(store: Store, manifest: dict, files: dict[str, Path], key: Any) -> None:
+    """Model files, then the manifest (created only if absent: the entry exists from here on), then the pointers."""
+    name, version = manifest["name"], manifest["version"]
+    base = version_dir(name, version)
     for file_name, path in files.items():
         store.put_file(path, f"{base}/{file_name}")
-    store.write_bytes(f"{base}/{MANIFEST}", json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
-    store.write_bytes(f"{manifest['name']}/{LATEST}", f"{manifest['version']}\n".encode())
+    if not store.create_bytes(f"{base}/{MANIFEST}", json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"):
+        raise RegistryError(f"{name} v{version} was claimed by another publish at the same moment; re-run the "
+                            "publish to get the next version")
+    _point_latest(store, manifest, key)
+
+
+def _point_latest(store: Store, manifest: dict, key: Any) -> None:
+    """Make the signed pointer (when signing) and the plain `latest` name `manifest`, rewriting only what differs."""
+    name, version = manifest["name"], manifest["version"]
+    if key is not None:
+        stored = store.read_bytes(f"{version_dir(name, version)}/{MANIFEST}")
+        pointer = canonical_bytes(sign_manifest(latest_pointer(manifest, stored), key))  # ed25519 is deterministic
+        if not store.exists(f"{name}/{SIGNED_LATEST}") or store.read_bytes(f"{name}/{SIGNED_LATEST}") != pointer:
+            store.write_bytes(f"{name}/{SIGNED_LATEST}", pointer)
+    if store.latest(name) != version:
+        store.write_bytes(f"{name}/{LATEST}", f"{version}\n".encode())

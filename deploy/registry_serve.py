@@ -1,21 +1,31 @@
 """`incop registry serve`: a small read-only HTTP server for a registry directory (GET/HEAD with Range).
 
-Hidden names (temporary files of a publish in progress) and anything outside the directory are 404.
+Hidden names (temporary files of a publish in progress) and anything outside the directory are 404; a
+malformed path is 400. Each connection has a socket timeout and at most `max_connections` are served at
+once: one more is answered 503 at once, so idle connections cannot pile up threads.
 """
 
 from __future__ import annotations
 
+import errno
 import re
+import socket
 import threading
 import time
 import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
+
+from .registry_errors import RegistryError
 
 RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
+BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+MAX_PATH = 1024
 CHUNK = 1 << 16
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\n"
+        b"Connection: close\r\n\r\n")
 
 
 class RegistryHandler(BaseHTTPRequestHandler):
@@ -23,6 +33,10 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     server_version = "incop-registry/1"
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        self.timeout = self.server.conn_timeout  # StreamRequestHandler applies it to the socket
+        super().setup()
 
     def do_GET(self) -> None:
         self._serve(body=True)
@@ -34,20 +48,36 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if getattr(self.server, "verbose", False):
             super().log_message(format, *args)
 
-    def _resolve(self) -> Optional[Path]:
-        rel = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
+    def _relative(self) -> Optional[str]:
+        """The decoded path of the request, or None when it is malformed (the answer is then 400)."""
+        raw = self.path
+        if len(raw) > MAX_PATH or not raw.isascii() or not raw.isprintable() or BAD_ESCAPE.search(raw):
+            return None
+        try:
+            rel = urllib.parse.unquote(urllib.parse.urlsplit(raw).path, errors="strict")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return rel.lstrip("/") if rel.isprintable() else None
+
+    def _resolve(self, rel: str) -> Optional[Path]:
         parts = rel.split("/")
-        if not rel or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+        if not rel or any(p in ("", ".", "..") or p.startswith(".") or len(p) > 255 for p in parts):
             return None
         root = self.server.root
-        path = (root / rel).resolve()
-        return path if path.is_file() and path.is_relative_to(root) else None
+        try:
+            path = (root / rel).resolve()
+            return path if path.is_file() and path.is_relative_to(root) else None
+        except (OSError, ValueError):
+            return None
 
     def _serve(self, body: bool) -> None:
-        path = self._resolve()
-        if path is None:
+        rel = self._relative()
+        if rel is None:
+            return self._empty(HTTPStatus.BAD_REQUEST)
+        path = self._resolve(rel)
+        size = _size(path)
+        if size is None:
             return self._empty(HTTPStatus.NOT_FOUND)
-        size = path.stat().st_size
         start, end, status = 0, size - 1, HTTPStatus.OK
         match = RANGE_RE.match(self.headers.get("Range", "").strip())
         if match:
@@ -64,19 +94,23 @@ class RegistryHandler(BaseHTTPRequestHandler):
             self._copy(path, start, end - start + 1)
 
     def _copy(self, path: Path, start: int, length: int) -> None:
+        try:
+            self._send(path, start, length)
+        except OSError:  # the file vanished, the client left or stopped reading past the timeout
+            self.close_connection = True
+
+    def _send(self, path: Path, start: int, length: int) -> None:
         with open(path, "rb") as handle:
             handle.seek(start)
             while length > 0:
                 chunk = handle.read(min(CHUNK, length))
                 if not chunk:
                     break
-                try:
-                    self.wfile.write(chunk)
-                except (BrokenPipeError, ConnectionResetError):
-                    return
+                self.wfile.write(chunk)
                 length -= len(chunk)
                 if self.server.delay:
                     time.sleep(self.server.delay)
+        self.close_connection = self.close_connection or length > 0  # shrank while served: end the reply here
 
     def _head(self, status: HTTPStatus, headers: dict) -> None:
         self.send_response(status)
@@ -88,19 +122,64 @@ class RegistryHandler(BaseHTTPRequestHandler):
         self._head(status, {"Content-Length": "0", **(headers or {})})
 
 
+def _size(path: Optional[Path]) -> Optional[int]:
+    """The size of `path`, or None when there is none (or it vanished since it was resolved)."""
+    try:
+        return None if path is None else path.stat().st_size
+    except OSError:
+        return None
+
+
 class RegistryServer(ThreadingHTTPServer):
-    """One thread per request; a deep listen queue so a fleet pulling at once is not refused."""
+    """One thread per connection up to `slots`; a deep listen queue so a fleet pulling at once is not refused."""
 
     request_queue_size = 128
     daemon_threads = True
 
+    def process_request(self, request: socket.socket, client_address) -> None:
+        if not self.slots.acquire(blocking=False):
+            return self._refuse(request)
+        try:
+            super().process_request(request, client_address)
+        except RuntimeError:  # no thread could be started
+            self.slots.release()
+            self._refuse(request)
+
+    def process_request_thread(self, request: socket.socket, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        try:
+            request.settimeout(1.0)
+            request.sendall(BUSY)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
 
 def make_server(root: Path, host: str = "127.0.0.1", port: int = 8765, delay: float = 0.0,
-                handler: type = RegistryHandler) -> RegistryServer:
+                handler: type = RegistryHandler, timeout: float = 30.0, max_connections: int = 64) -> RegistryServer:
     """A server bound to host:port (port 0 picks a free one: read it from server.server_address)."""
-    server = RegistryServer((host, port), handler)
+    try:
+        server = RegistryServer((host, port), handler)
+    except OverflowError:
+        raise RegistryError(f"port {port} is outside 0..65535; pass another --port") from None
+    except OSError as exc:
+        raise RegistryError(_bind_error(exc, host, port)) from None
     server.root, server.delay, server.verbose = Path(root).resolve(), delay, False
+    server.conn_timeout, server.slots = timeout, threading.BoundedSemaphore(max_connections)
     return server
+
+
+def _bind_error(exc: OSError, host: str, port: Union[int, str]) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is in use; pass another --port or stop the other server"
+    if exc.errno == errno.EACCES:
+        return f"binding port {port} on {host} is not permitted; pass a --port above 1023"
+    return f"cannot bind {host}:{port} ({exc.strerror or exc}); check --host"
 
 
 def start_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
@@ -112,4 +191,3 @@ def start_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
 def url_of(server: ThreadingHTTPServer) -> str:
     host, port = server.server_address[:2]
     return f"http://{host}:{port}"
-

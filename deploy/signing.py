@@ -1,4 +1,4 @@
-"""Ed25519 signatures over a manifest's canonical bytes (the `signature` field itself excluded).
+"""Ed25519 signatures over the canonical bytes of a manifest or a latest pointer (`signature` excluded).
 
 `cryptography` is imported only when a key is used, so devices that do not verify need not install it.
 """
@@ -104,15 +104,19 @@ def sign_manifest(manifest: dict, private_key: Any) -> dict:
 
 def verify_manifest(manifest: dict, public_key: Any) -> None:
     """Raise VerificationError unless `manifest` carries a valid signature by `public_key`."""
+    verify_signed(manifest, public_key, f"{manifest.get('name')} v{manifest.get('version')}")
+
+
+def verify_signed(signed: dict, public_key: Any, where: str) -> None:
+    """Raise VerificationError unless `signed` (a manifest or a latest pointer, called `where`) verifies."""
     from cryptography.exceptions import InvalidSignature
 
-    where = f"{manifest.get('name')} v{manifest.get('version')}"
-    sig = manifest.get("signature")
+    sig = signed.get("signature")
     if not isinstance(sig, dict) or sig.get("alg") != "ed25519" or not isinstance(sig.get("value"), str):
         raise VerificationError(f"{where} is not signed but a public key is configured; publish it with --key "
                                 "or pull from a registry you trust")
     try:
-        public_key.verify(base64.b64decode(sig["value"], validate=True), signed_payload(manifest))
+        public_key.verify(base64.b64decode(sig["value"], validate=True), signed_payload(signed))
     except (InvalidSignature, ValueError):
         raise VerificationError(f"the signature of {where} (key {sig.get('key_id')}) does not match the configured "
                                 f"public key {key_id(public_key)}; check --public-key or republish with the right "

@@ -43,9 +43,9 @@ def test_pull_swaps_keeps_one_previous_and_rollback_restores_it_byte_for_byte(se
     assert rollback(dest)["version"] == "2"
     assert (dest / "current/model.onnx").read_bytes() == models[1].read_bytes()
     assert rollback(dest)["version"] == "3"  # rolling back twice rolls forward
-    pull(server.url, "tiny", dest, version="1")
+    pull(server.url, "tiny", dest, version="1", allow_downgrade=True)  # an older version is an explicit choice
     assert rollback(dest)["version"] == "3"
-    pull(server.url, "tiny", dest, version="1")
+    pull(server.url, "tiny", dest, version="1", allow_downgrade=True)
     assert tree_bytes(dest / "current") == before
 
 
