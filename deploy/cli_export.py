@@ -88,7 +88,7 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
             result = export_run(resolve_run(run, runs_dir), out, parity_images, calibration_images, int8, compaction)
             typer.echo(json.dumps(result.manifest, indent=2)) if as_json else _print_export(result)
 
-        guarded(go)
+        guarded(go, {"--out": out})
 
     @app.command()
     def bench(models: List[Path] = typer.Argument(..., help="ONNX files to time side by side."),
@@ -115,4 +115,4 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
                 write_report(result, out, export=_export_manifest(models))
             typer.echo(json.dumps(result, indent=2)) if as_json else _print_bench(result)
 
-        guarded(go)
+        guarded(go, {"--out": out})

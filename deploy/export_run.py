@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import torch
 
+from incop_core.errors import CorruptFile
 from incop_core.fileio import read_json, write_bytes_atomic, write_json_atomic
 from incop_core.rundir import locked
 
@@ -147,9 +148,12 @@ def existing_export(out_dir: Path) -> Optional[ExportResult]:
     manifest_path = Path(out_dir) / names.MANIFEST
     if not manifest_path.is_file():
         return None
-    result = ExportResult(Path(out_dir), read_json(manifest_path))
-    if result.manifest.get("format") != MANIFEST_FORMAT:  # made by an older incop (no validation accuracy): redo
+    try:
+        result = ExportResult(Path(out_dir), read_json(manifest_path))
+    except CorruptFile:  # a damaged manifest: export again
         return None
+    if not isinstance(result.manifest, dict) or result.manifest.get("format") != MANIFEST_FORMAT:
+        return None  # made by an older incop (no validation accuracy): redo
     return result if all(p.is_file() for p in result.paths.values()) else None
 
 

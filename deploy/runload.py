@@ -11,10 +11,11 @@ from torch import nn
 from incop_core import paths
 from incop_core.config import RunConfig
 from incop_core.data import Dataset, Split, load_dataset
+from incop_core.errors import CorruptFile
 from incop_core.fileio import read_json
 from incop_core.masks import Mask
 from incop_core.models import build_model
-from incop_core.rundir import finished_iterations, read_status
+from incop_core.rundir import check_status, find_run, finished_iterations, read_record
 
 from .errors import DeployError, RunNotFinished
 
@@ -35,7 +36,12 @@ class LoadedRun:
         torch.manual_seed(self.config.seed)
         model = build_model(self.config.model.model_copy(update={"weights": None}), self.data.input_shape,
                             self.data.num_classes)
-        model.load_state_dict(load_state(paths.iteration_dir(self.path, iteration) / paths.WEIGHTS))
+        weights = paths.iteration_dir(self.path, iteration) / paths.WEIGHTS
+        try:
+            model.load_state_dict(load_state(weights))
+        except RuntimeError:  # shapes or names differ: config.json no longer describes the trained model
+            raise DeployError(f"{weights} does not fit the model that {self.path / paths.CONFIG} describes; restore the "
+                              f"run's original {paths.CONFIG} or re-run `incop prune`") from None
         return model.eval()
 
     def probe_split(self) -> Split:
@@ -55,12 +61,11 @@ def load_state(path: Path) -> dict:
 
 def resolve_run(run: str, runs_dir: Path) -> Path:
     """A run given as a directory, a hash, or a unique hash prefix under `runs_dir`."""
-    for candidate in (Path(run), Path(runs_dir) / run):
-        if (candidate / paths.CONFIG).is_file():
-            return candidate
-    found = [p for p in Path(runs_dir).glob(f"{run}*") if (p / paths.CONFIG).is_file()] if Path(runs_dir).is_dir() else []
-    if len(found) == 1:
-        return found[0]
+    found = find_run(run, runs_dir)
+    if found is not None:
+        return found
+    if Path(run).exists():
+        raise DeployError(f"{run} is not a run directory (no {paths.CONFIG}); pass a directory made by `incop prune`")
     raise DeployError(f"no single run {run!r} under {runs_dir}; list runs with `incop runs` or pass the run directory")
 
 
@@ -69,11 +74,12 @@ def require_finished(run: Path) -> None:
     run = Path(run)
     if not (run / paths.CONFIG).is_file():
         raise DeployError(f"{run} is not a run directory (no {paths.CONFIG}); pass a directory made by `incop prune`")
-    status = read_status(run)
+    status = check_status(run)
     if status.get("state") != "finished":
         raise RunNotFinished(f"run {run.name} has not finished (state {status.get('state')}, "
                              f"{status.get('iterations_done')}/{status.get('iterations_total')} iterations); "
                              f"wait for it to finish (or resume it with `incop prune`) before exporting")
+    read_record(run, finished_iterations(run)[-1])  # a damaged final record is a sentence, not a KeyError later
 
 
 def load_run(run: Path) -> LoadedRun:
@@ -82,13 +88,16 @@ def load_run(run: Path) -> LoadedRun:
     require_finished(run)
     try:
         config = RunConfig.model_validate(read_json(run / paths.CONFIG))
+    except CorruptFile:
+        raise DeployError(f"{run / paths.CONFIG} is corrupt (not valid JSON); restore it, or remove {run} and "
+                          "re-run `incop prune` with the run's settings") from None
     except Exception as exc:
         raise DeployError(f"{run / paths.CONFIG} does not load with this version of incop ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:120]}); check that its schedule and criterion are registered") from None
     final = finished_iterations(run)[-1]
     folder = paths.iteration_dir(run, final)
     data = load_dataset(config.data, config.seed)
-    return LoadedRun(run, config, data, final, read_json(folder / paths.RECORD), Mask.load(folder / paths.MASK))
+    return LoadedRun(run, config, data, final, read_record(run, final), Mask.load(folder / paths.MASK))
 
 
 def normalised(split: Split, data: Dataset, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -64,13 +64,24 @@ def _run_flow(params) -> dict:
                          "set PREFECT_API_URL, or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") from None
 
 
+def _outputs(params) -> dict[str, Path]:
+    """Where the pipeline writes, by the parameter that sets it (a URL registry is no local path)."""
+    found = {"runs_dir": Path(params.runs_dir)}
+    if "://" not in params.registry:
+        found["registry"] = Path(params.registry)
+    return found
+
+
 def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> None:
     @app.command()
     def pipeline(config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON or TOML pipeline parameters."),
                  set_: List[str] = typer.Option([], "--set", help="Override a parameter: --set run.prune.iterations=3")) -> None:
         """Run the whole prune-and-export flow: finetune, prune, validate, export, benchmark, publish, report."""
+        outputs: dict[str, Path] = {}  # filled once the parameters are read, for the sentence of an unwritable path
+
         def go() -> None:
             params = load_params(config, set_)
+            outputs.update(_outputs(params))
             _local_only()
             result = _run_flow(params)
             typer.echo(result["summary"])
@@ -78,7 +89,7 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
             typer.echo(f"Published: {result['name']} version {result['version']} in {params.registry}")
             typer.echo(ui_location())
 
-        guarded(go)
+        guarded(go, outputs)
 
     @app.command()
     def serve(cron: str = typer.Option("0 2 * * *", help="When the nightly run starts (cron syntax)."),

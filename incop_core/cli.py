@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Mapping, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from .errors import IncopError
+from .errors import IncopError, explain
 
 # Only typer and rich load at start-up: device commands (pull, predict) must run without torch.
 SCHEDULE_NAMES = "egp, lth, sap"
@@ -32,19 +33,27 @@ def _parse_value(text: str) -> Any:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
-def guarded(fn: Callable[..., Any]) -> Any:
-    """Turn a user-facing IncopError into its one sentence and exit status 2."""
+def warn(message: str) -> None:
+    console.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def guarded(fn: Callable[..., Any], outputs: Optional[Mapping[str, Optional[Path]]] = None) -> Any:
+    """Run a command body; an expected failure (errors.explain) becomes one sentence and exit status 2, a bug
+    keeps its traceback. `outputs` names the command's output options, e.g. {"--out": out}, for the sentence."""
     try:
         return fn()
-    except IncopError as exc:
-        _fail(str(exc))
     except KeyboardInterrupt:
         console.print("interrupted; re-run the same command to resume from the last finished iteration")
         raise typer.Exit(130)
+    except Exception as exc:
+        sentence = explain(exc, outputs)
+        if sentence is None:
+            raise
+        _fail(sentence)
 
 
 def build_config(config: Optional[Path], flags: dict[str, Any], overrides: List[str]):
@@ -108,7 +117,7 @@ def prune(
         _print_report(run)
         typer.echo(str(run))
 
-    guarded(go)
+    guarded(go, {"--run-dir": run_dir} if run_dir else {"--runs-dir": runs_dir})
 
 
 @app.command()
@@ -149,12 +158,16 @@ def compare(
         typer.echo((folder / "comparison.md").read_text())
         typer.echo(str(folder))
 
-    guarded(go)
+    guarded(go, {"--out": out, "--runs-dir": runs_dir})
 
 
 @app.command()
 def runs(runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where run directories live.")) -> None:
     """List runs with their status."""
+    guarded(lambda: _print_runs(runs_dir))
+
+
+def _print_runs(runs_dir: Path) -> None:
     from .rundir import list_runs
 
     rows = list_runs(runs_dir)
@@ -164,35 +177,32 @@ def runs(runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where run directories
         table.add_row(r["run"], r["model"], r["data"], r["schedule"], r["criterion"], r["state"], r["done"],
                       pct(r["remaining"]), pct(r["test_acc"]))
     Console().print(table if rows else f"no runs under {runs_dir}")
-
-
-def _resolve_run(run: str, runs_dir: Path) -> Path:
-    for candidate in (Path(run), runs_dir / run):
-        if (candidate / "config.json").is_file():
-            return candidate
-    matches = [p for p in runs_dir.glob(f"{run}*") if (p / "config.json").is_file()] if runs_dir.is_dir() else []
-    if len(matches) == 1:
-        return matches[0]
-    raise IncopError(f"no run {run!r} under {runs_dir}; list runs with `incop runs`")
+    for r in rows:
+        if r.get("problem"):
+            warn(r["problem"])
 
 
 def _print_report(run: Path, as_json: bool = False) -> None:
-    from .report import iteration_rows, totals
-    from .rundir import load_records, read_status
+    from .report import iteration_rows, run_warnings, totals
+    from .rundir import check_status, load_records
 
-    records = load_records(run)
+    records, status = load_records(run), check_status(run)
     if as_json:
-        typer.echo(json.dumps({"run": run.name, "status": read_status(run), "totals": totals(records),
+        typer.echo(json.dumps({"run": run.name, "status": status, "totals": totals(records),
                                "iterations": iteration_rows(records)}, indent=2))
         return
     rows = iteration_rows(records)
-    table = Table(*(rows[0].keys() if rows else ["iter"]), title=f"run {run.name} ({read_status(run)['state']})")
+    table = Table(*(rows[0].keys() if rows else ["iter"]), title=f"run {run.name} ({status['state']})")
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row.values()))
     Console().print(table)
     t = totals(records)
     Console().print(f"retraining epochs {t['retrain_epochs']}, pruning wall {t['pruning_wall_seconds']:.1f} s, "
                     f"flow share {100 * t['flow_share']:.1f} %")
+    for line in run_warnings(records)[:1]:  # a collapsed run warns at every iteration; the first says it
+        warn(line)
+    if status["state"] == "failed" and status.get("error"):
+        warn(f"the run failed: {status['error']}")
 
 
 @app.command()
@@ -200,7 +210,9 @@ def report(run: str = typer.Argument(..., help="Run hash (or a prefix) or direct
            runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where run directories live."),
            as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Show a run's iteration table."""
-    guarded(lambda: _print_report(_resolve_run(run, runs_dir), as_json))
+    from .rundir import resolve_run
+
+    guarded(lambda: _print_report(resolve_run(run, runs_dir), as_json))
 
 
 def _register_commands() -> None:

@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .distributed import shard
 from .errors import DataError
-from .idx import read_idx
+from .idx import check_labels, read_idx
 
 DEFAULT_FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
+DECLARED_CLASSES = {"fashion-mnist": 10, "mnist": 10, "cifar10": 10}
 IDX_STEMS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
@@ -75,10 +76,12 @@ def _find_idx(root: Path, stem: str) -> Path:
     raise DataError(f"{stem}[.gz] not found under {root}; install the data (apt-get install dataset-fashion-mnist) or pass --data-root")
 
 
-def _load_idx_pair(root: Path, split: str) -> Split:
-    images, labels = (read_idx(_find_idx(root, stem)) for stem in IDX_STEMS[split])
+def _load_idx_pair(root: Path, split: str, name: str) -> Split:
+    image_file, label_file = (_find_idx(root, stem) for stem in IDX_STEMS[split])
+    images, labels = read_idx(image_file), read_idx(label_file)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DataError(f"IDX files under {root} do not pair up ({images.shape} images, {labels.shape} labels); check --data-root")
+    check_labels(labels, DECLARED_CLASSES[name], label_file, name)
     return Split(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
 
@@ -97,18 +100,37 @@ def _load_cifar10(root: Path, download: bool) -> tuple[Split, Split]:
         raise DataError(f"could not download CIFAR-10 to {root} ({exc}); copy the files there instead") from exc
 
 
-def _load_imagefolder(root: Path, size: int) -> tuple[Split, Split]:
-    from torchvision.datasets import ImageFolder
+def _read_image(path: str, size: int) -> torch.Tensor:
+    from PIL import Image
     from torchvision.transforms import functional as F
 
-    def split(name: str) -> Split:
-        folder = ImageFolder(str(root / name))
-        images = [F.pil_to_tensor(F.resize(img.convert("RGB"), [size, size])) for img, _ in folder]
-        return Split(torch.stack(images), torch.tensor(folder.targets))
+    try:
+        with Image.open(path) as img:
+            return F.pil_to_tensor(F.resize(img.convert("RGB"), [size, size]))
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for unreadable or truncated files
+        raise DataError(f"{path} is not a readable image ({type(exc).__name__}); remove or replace it") from None
 
+
+def _image_folder(folder: Path, size: int) -> tuple[Split, list[str]]:
+    from torchvision.datasets import ImageFolder
+
+    try:
+        found = ImageFolder(str(folder), loader=lambda path: path)
+    except FileNotFoundError as exc:
+        raise DataError(f"{folder} needs one subfolder of images per class ({exc}); "
+                        f"put each class's images in their own subfolder, e.g. {folder}/cat/1.png") from None
+    images = [_read_image(path, size) for path, _ in found.samples]
+    return Split(torch.stack(images), torch.tensor(found.targets)), found.classes
+
+
+def _load_imagefolder(root: Path, size: int) -> tuple[Split, Split, int]:
     if not (root / "train").is_dir() or not (root / "test").is_dir():
         raise DataError(f"ImageFolder root {root} needs train/ and test/ subdirectories with one folder per class")
-    return split("train"), split("test")
+    (train, classes), (test, test_classes) = _image_folder(root / "train", size), _image_folder(root / "test", size)
+    if test_classes != classes:
+        raise DataError(f"the class folders of {root / 'test'} ({', '.join(test_classes)}) differ from those of "
+                        f"{root / 'train'} ({', '.join(classes)}); use the same class folders in train/ and test/")
+    return train, test, len(classes)
 
 
 def _synthetic(cfg: DataConfig, seed: int) -> tuple[Split, Split]:
@@ -125,16 +147,17 @@ def _synthetic(cfg: DataConfig, seed: int) -> tuple[Split, Split]:
     return split(cfg.synthetic_size), split(max(cfg.synthetic_size // 4, 10))
 
 
-def _raw_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split]:
+def _raw_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split, int]:
+    """Training and test splits and the number of classes the data set declares."""
     if cfg.name == "synthetic":
-        return _synthetic(cfg, seed)
+        return (*_synthetic(cfg, seed), cfg.num_classes)
     root = Path(cfg.root or (DEFAULT_FASHION_ROOT if cfg.name == "fashion-mnist" else ""))
     if not cfg.root and cfg.name != "fashion-mnist":
         raise DataError(f"data set {cfg.name} needs a root directory; pass --data-root")
     if not root.is_dir() and not (cfg.download and cfg.name in ("mnist", "cifar10")):
         raise DataError(f"data directory {root} does not exist; install the data (apt-get install dataset-fashion-mnist) or pass --data-root")
     if cfg.name == "cifar10":
-        return _load_cifar10(root, cfg.download)
+        return (*_load_cifar10(root, cfg.download), DECLARED_CLASSES["cifar10"])
     if cfg.name == "imagefolder":
         return _load_imagefolder(root, cfg.image_size)
     if cfg.name == "mnist" and cfg.download:
@@ -144,7 +167,7 @@ def _raw_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split]:
             MNIST(str(root), download=True)
         except OSError as exc:
             raise DataError(f"could not download MNIST to {root} ({exc}); copy the IDX files there instead") from exc
-    return _load_idx_pair(root, "train"), _load_idx_pair(root, "test")
+    return _load_idx_pair(root, "train", cfg.name), _load_idx_pair(root, "test", cfg.name), DECLARED_CLASSES[cfg.name]
 
 
 def split_indices(cfg: DataConfig, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,7 +190,7 @@ def split_indices(cfg: DataConfig, order: torch.Tensor) -> tuple[torch.Tensor, t
 
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """Load, subset and split the data; the same config and seed always give the same splits."""
-    full_train, test = _raw_splits(cfg, seed)
+    full_train, test, num_classes = _raw_splits(cfg, seed)
     gen = torch.Generator().manual_seed(seed)
     train_index, val_index = split_indices(cfg, torch.randperm(len(full_train), generator=gen))
     if cfg.test_subset and cfg.test_subset < len(test):
@@ -176,7 +199,6 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     pixels = train.images.double() / 255
     mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
     std = tuple(pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
-    num_classes = max(int(full_train.labels.max()), int(test.labels.max())) + 1
     return Dataset(cfg.name, train, val, test, num_classes, mean, std)
 
 

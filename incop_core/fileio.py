@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from .errors import CorruptFile
+
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same directory, then rename."""
@@ -44,7 +46,11 @@ def save_torch_atomic(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """Parse a JSON file; one that does not parse is a CorruptFile (a ValueError) naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptFile(f"{path} is corrupt ({exc}); restore it, or delete it and re-run the command that wrote it") from None
 
 
 def copy_folder_atomic(source: Path, target: Path) -> None:

@@ -23,6 +23,8 @@ def read_idx(path: Path) -> np.ndarray:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(fix) from exc
+    if not raw:
+        raise DataError(fix.replace("is corrupt or truncated", "is empty (0 bytes)"))
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise DataError(fix)
     ndim = raw[3]
@@ -34,7 +36,17 @@ def read_idx(path: Path) -> np.ndarray:
     expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) != expected:
         raise DataError(fix)
+    if not shape or shape[0] == 0:
+        raise DataError(fix.replace("is corrupt or truncated", "holds no items"))
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def check_labels(labels: np.ndarray, classes: int, path: Path, name: str) -> None:
+    """Refuse labels outside 0..classes-1: the data set declares `classes` classes, one stray label must not add more."""
+    bad = labels[(labels < 0) | (labels >= classes)]
+    if len(bad):
+        raise DataError(f"{path} holds label {int(bad[0])} ({len(bad)} labels outside 0..{classes - 1}), but {name} has "
+                        f"{classes} classes; fix the label file or point --data-root at the real {name} files")
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

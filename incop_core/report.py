@@ -27,6 +27,26 @@ def totals(records: list[dict]) -> dict:
             "final_test_acc": records[-1]["test_acc"] if records else None}
 
 
+CHANCE_MARGIN = 0.015  # accuracy within 1.5 points of 1/classes is chance
+
+
+def chance_warnings(record: dict, classes: int) -> list[str]:
+    """A warning when a stage ended at chance accuracy (validation or test accuracy at most CHANCE_MARGIN above
+    1/classes): the network collapsed, usually from too high a learning rate."""
+    chance = 1 / classes
+    if min(record["val_acc"], record["test_acc"]) > chance + CHANCE_MARGIN:
+        return []
+    stage = "fine-tuning" if record["iteration"] == 0 else f"retraining after prune iteration {record['iteration']}"
+    option = "optim.lr" if record["iteration"] == 0 else "optim.retrain_lr"
+    return [f"{stage} ended at chance accuracy (validation {100 * record['val_acc']:.1f} %, test "
+            f"{100 * record['test_acc']:.1f} %, chance {100 * chance:.3g} %); lower the learning rate (--set {option}=...)"]
+
+
+def run_warnings(records: list[dict]) -> list[str]:
+    """Every warning the run's records carry, first iteration first."""
+    return [w for r in records for w in r.get("warnings", [])]
+
+
 def markdown_table(rows: list[dict]) -> str:
     if not rows:
         return "(no finished iterations)\n"

@@ -25,12 +25,14 @@ from .devices import place_dataset, prepare_model, resolve
 from .distributed import barrier, main_only, world
 from .errors import IncopError
 from .distances import DISTANCES, Snapshot
-from .fileio import copy_folder_atomic, read_json, save_torch_atomic, write_json_atomic
+from .fileio import copy_folder_atomic, save_torch_atomic, write_json_atomic
 from .finetune import ALL_NEEDS, PLATEAU, FinetuneRecorder, calibrate
 from .flows import gradient_flow, information_flow
 from .masks import Mask, prunable_weights
 from .models import build_model
-from .rundir import clear_partial, finished_iterations, load_records, locked, open_run, read_status, write_status
+from .report import chance_warnings
+from .rundir import (clear_partial, finished_iterations, load_records, locked, open_run, read_record, read_status,
+                     write_status)
 from .schedules import SCHEDULES, PruneState
 from .snapshot import take_snapshot
 from .train import CheckPlan, evaluate, train
@@ -67,13 +69,14 @@ class Pruning:
 
     def record(self, iteration: int, mask: Mask, epochs: int, stop: str, history: list[dict],
                wall: float, flow_seconds: float, extra: Optional[dict] = None) -> dict:
-        return {"iteration": iteration, "remaining": mask.remaining_total(), "total": mask.total(),
-                "remaining_fraction": mask.remaining_total() / mask.total(), "remaining_per_layer": mask.remaining(),
-                "epochs": epochs, "stop_reason": stop,
-                "distances": [{"epoch": h["epoch"], "distance": h["distance"]} for h in history if h["distance"] is not None],
-                "history": history, "val_acc": evaluate(self.model, self.data.val, self.data, self.device),
-                "test_acc": evaluate(self.model, self.data.test, self.data, self.device),
-                "wall_seconds": wall, "flow_seconds": flow_seconds, **(extra or {})}
+        record = {"iteration": iteration, "remaining": mask.remaining_total(), "total": mask.total(),
+                  "remaining_fraction": mask.remaining_total() / mask.total(), "remaining_per_layer": mask.remaining(),
+                  "epochs": epochs, "stop_reason": stop,
+                  "distances": [{"epoch": h["epoch"], "distance": h["distance"]} for h in history if h["distance"] is not None],
+                  "history": history, "val_acc": evaluate(self.model, self.data.val, self.data, self.device),
+                  "test_acc": evaluate(self.model, self.data.test, self.data, self.device),
+                  "wall_seconds": wall, "flow_seconds": flow_seconds, **(extra or {})}
+        return {**record, "warnings": chance_warnings(record, self.data.num_classes)}
 
     def save_iteration(self, iteration: int, mask: Mask, record: dict) -> None:
         """Write weights, mask and record into a temporary folder, then rename it into place (rank 0 only)."""
@@ -250,7 +253,7 @@ def run_pruning(config: RunConfig, root: Path, run: Optional[Path] = None, on_ev
             job = job or Pruning(config, run, on_event)
             previous = job.finetune()
             dense = previous[0]
-            context = criterion_context(config, read_json(paths.iteration_dir(run, 0) / paths.RECORD), job.measure,
+            context = criterion_context(config, read_record(run, 0), job.measure,
                                         job.snapshot, reference_snapshot(job, dense))
             for t in range(1, last + 1):
                 previous = job.iterate(t, dense, previous, context)
