@@ -158,15 +158,19 @@ def existing_export(out_dir: Path) -> Optional[ExportResult]:
 
 
 def export_run(run: Path, out_dir: Optional[Path] = None, parity_images: int = 2000, calibration_images: int = 256,
-               int8: bool = True, compaction: bool = True) -> ExportResult:
-    """Validate, compact and export a finished run; returns the existing export when it is complete."""
+               int8: bool = True, compaction: bool = True, lock_wait: float = 0.0) -> ExportResult:
+    """Validate, compact and export a finished run; returns the existing export when it is complete. A run another
+    process is exporting is waited for up to `lock_wait` seconds, and its export then reused."""
     run = Path(run)
     out_dir = Path(out_dir) if out_dir else names.export_dir(run)
     require_finished(run)
     done = existing_export(out_dir)
     if done:
         return done
-    with locked(run):
+    with locked(run, wait=lock_wait):
+        done = existing_export(out_dir)  # another process may have finished it while we waited
+        if done:
+            return done
         sparsity = validate_sparsity(run)
         write_json_atomic(out_dir / names.SPARSITY, sparsity)
         loaded = load_run(run)

@@ -1,36 +1,92 @@
-"""Prefect artifacts for the pipeline: a progress bar per pruning iteration, tables, a summary, links."""
+"""Prefect artifacts for the pipeline: a progress bar per pruning iteration, tables, a summary, the plots inline."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
+from uuid import UUID
 
-from prefect.artifacts import (create_link_artifact, create_markdown_artifact, create_progress_artifact,
-                               create_table_artifact, update_progress_artifact)
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
+from incop_core import paths
+from incop_core.config import RunConfig
+from incop_core.fileio import read_json
 from incop_core.report import iteration_rows
+from incop_core.rundir import finished_iterations, read_record
+from incop_core.runner import retrain_epochs
+
+from .ui_plots import plots_markdown
 
 
 class PruneProgress:
-    """Updates one progress artifact as iterations finish and prints each epoch to the flow's log (the runner's
-    `on_event`), so a long fine-tune or retraining shows it is moving in the terminal and in the UI."""
+    """One progress artifact over the whole pruning job, and a log line per stage, epoch and iteration (the runner's
+    `on_event`). Fine-tuning is the first share, advancing per epoch; each retraining iteration is a share the size
+    of its epoch budget. The flow creates the artifact (`create`) where the run directory stands, and each stage
+    reopens it by id, so a resumed run never starts again at 0 %."""
 
-    def __init__(self, iterations: int, artifact: bool = True) -> None:
-        self.total = iterations + 1
-        self.artifact = create_progress_artifact(progress=0.0, key="prune-progress",
-                                                 description="Pruning iterations finished (iteration 0 = fine-tune).") if artifact else None
+    KEY = "prune-progress"
+
+    def __init__(self, config: RunConfig, artifact: Optional[UUID] = None) -> None:
+        self.finetune, self.retrain, self.iterations = config.finetune_epochs, retrain_epochs(config), config.prune.iterations
+        self.artifact, self.shown = artifact, 0.0
+
+    @classmethod
+    def create(cls, config: RunConfig, runs_dir: str) -> UUID:
+        done = finished_iterations(paths.run_dir(Path(runs_dir), config.config_hash()))
+        return create_progress_artifact(progress=cls(config).percent(max(done)) if done else 0.0, key=cls.KEY,
+                                        description="Fine-tuning epochs, then pruning iterations, finished.")
+
+    def percent(self, iteration: int, epoch: Optional[float] = None) -> float:
+        """How far the job is once `iteration` is finished (epoch None), or at `epoch` of it."""
+        if epoch is None:
+            units = self.finetune + iteration * self.retrain
+        elif iteration == 0:
+            units = min(epoch, self.finetune)
+        else:
+            units = self.finetune + (iteration - 1) * self.retrain + min(epoch, self.retrain)
+        return min(100.0, 100.0 * units / (self.finetune + self.iterations * self.retrain))
+
+    def _show(self, percent: float) -> None:
+        if self.artifact and percent > self.shown:
+            update_progress_artifact(self.artifact, progress=percent)
+            self.shown = percent
+
+    def _label(self, iteration: int) -> str:
+        return "fine-tune" if iteration == 0 else f"iteration {iteration}/{self.iterations}"
 
     def __call__(self, kind: str, info: dict) -> None:
-        if kind == "epoch":
+        if kind == "stage":
+            self.started(info)
+        elif kind == "epoch":
             distance = "" if info["distance"] is None else f", distance {info['distance']:.4f}"
-            label = "fine-tune" if info["iteration"] == 0 else f"iteration {info['iteration']}/{self.total - 1}"
-            print(f"{label} epoch {info['epoch']:.3g}: validation {100 * info['val_acc']:.2f} %{distance}")
+            print(f"{self._label(info['iteration'])} epoch {info['epoch']:.3g}: "
+                  f"validation {100 * info['val_acc']:.2f} %{distance}")
+            self._show(self.percent(info["iteration"], info["epoch"]))
         elif kind == "iteration":
-            if self.artifact:
-                update_progress_artifact(self.artifact, progress=100.0 * (info["iteration"] + 1) / self.total)
-            print(f"iteration {info['iteration']} done: {100 * info['remaining_fraction']:.1f} % weights left, "
-                  f"{info['epochs']:.3g} epochs ({info['stop_reason']}), validation {100 * info['val_acc']:.2f} %")
-        elif kind == "finished" and self.artifact:
-            update_progress_artifact(self.artifact, progress=100.0)
+            self.finished(info)
+
+    def started(self, info: dict) -> None:
+        if info.get("cached"):
+            print(f"fine-tune: reusing the identical fine-tuning in {info['cached']}")
+            self.finished(read_json(Path(info["cached"]) / paths.RECORD), earlier=True)
+        elif info["name"] == "finetune":
+            print(f"fine-tune: up to {info['epochs']} epochs")
+        else:
+            print(f"{self._label(info['iteration'])}: pruning, then retraining up to {info['max_epochs']} epochs")
+
+    def finished(self, record: dict, earlier: bool = False) -> None:
+        """The line of a finished iteration (fine-tune = 0), from the runner's event or, resuming, its record."""
+        distance = f", last distance {record['distances'][-1]['distance']:.4f}" if record.get("distances") else ""
+        print(f"{self._label(record['iteration'])} done{' earlier' if earlier else ''}: "
+              f"{100 * record['remaining_fraction']:.1f} % weights left, {record['epochs']:.3g} epochs "
+              f"({record['stop_reason']}){distance}, validation {100 * record['val_acc']:.2f} %")
+        self._show(self.percent(record["iteration"]))
+
+    def replay(self, run: Path, iterations: range) -> None:
+        """A resumed stage: one line per iteration of `iterations` that the run directory already holds."""
+        for t in finished_iterations(run):
+            if t in iterations:
+                self.finished(read_record(run, t), earlier=True)
 
 
 def publish_tables(records: list[dict], bench_rows: list[dict]) -> None:
@@ -40,7 +96,9 @@ def publish_tables(records: list[dict], bench_rows: list[dict]) -> None:
 
 
 def publish_summary(markdown: str, files: list[Path]) -> None:
+    """The summary and, in one more markdown artifact, the plots embedded inline: the UI renders them itself,
+    whereas file:// links to the worker's disk are blocked by browsers and point nowhere off the worker."""
     create_markdown_artifact(key="prune-and-export-summary", markdown=markdown, description="Gains against the dense model.")
-    for path in files:
-        key = "plot-" + path.stem.lower().replace("_", "-").replace(".", "-")
-        create_link_artifact(key=key[:60], link=path.resolve().as_uri(), link_text=path.name)
+    if files:
+        create_markdown_artifact(key="prune-and-export-plots", markdown=plots_markdown(files),
+                                 description="Accuracy, retraining epochs, remaining weights and wall time per iteration.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any, Callable, List, Optional
@@ -12,25 +13,24 @@ DEFAULT_UI = "http://127.0.0.1:4200"
 
 
 def load_params(config: Optional[Path], overrides: List[str]):
-    """PipelineParams from a JSON/TOML file and --set KEY=VALUE overrides (the same model the UI form shows)."""
-    from pydantic import ValidationError
-
+    """PipelineParams: the defaults, then a JSON/TOML file, then each --set KEY=VALUE, each merged onto the last
+    (a partial section keeps the rest; the same model the UI form shows), validated once at the end."""
     from incop_core.cli import _parse_value
-    from incop_core.config import describe, read_config_file, set_dotted
+    from incop_core.config import read_config_file, set_dotted
     from incop_core.errors import ConfigError
 
-    from .params import PipelineParams
+    from .params import PipelineParams, deep_merge, validated
 
-    raw = read_config_file(config) if config else {}
+    raw = deep_merge(PipelineParams().model_dump(mode="json"), read_config_file(config) if config else {})
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set needs KEY=VALUE (got {item!r}), for example --set run.prune.iterations=3")
         key, value = item.split("=", 1)
-        set_dotted(raw, key.strip(), _parse_value(value))
-    try:
-        return PipelineParams.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(describe(exc)) from None
+        set_dotted(copy.deepcopy(raw), key.strip(), None)  # a key into a single value is one sentence
+        change: dict[str, Any] = {}
+        set_dotted(change, key.strip(), _parse_value(value))
+        raw = deep_merge(raw, change)
+    return validated(raw)
 
 
 def ui_location() -> str:
@@ -100,9 +100,9 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
         def go() -> None:
             params = load_params(config, set_)
             _local_only()
-            from .serve import serve_nightly
+            from .serve import DEPLOYMENT, serve_nightly
 
-            typer.echo(f"serving prune-and-export/nightly at '{cron}' ({timezone}); {ui_location()}")
+            typer.echo(f"serving prune-and-export/{DEPLOYMENT} at '{cron}' ({timezone}); {ui_location()}")
             serve_nightly(cron, timezone, params)
 
         guarded(go)

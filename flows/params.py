@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+import copy
+from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from incop_core.config import RunConfig, validate
+from incop_core.config import RunConfig, describe, validate
+from incop_core.errors import ConfigError
 
 ProfileName = Literal["edge-1t", "cpu-2t", "throughput"]
 
@@ -46,3 +48,47 @@ class PipelineParams(BaseModel):
             raise ValueError(f"publish_profile {self.publish_profile} is not among profiles {self.profiles}; add it to "
                              f"profiles or choose one of them, since its latency chooses the published variant")
         return self
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` laid onto `base` (neither is changed): sections merge key by key, so a partial override keeps
+    everything else; a plug-in section (one with `kind`) of another kind is replaced whole, since the old kind's
+    fields would not fit the new one; lists and single values replace."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        old = merged.get(key)
+        if isinstance(old, dict) and isinstance(value, dict) and _same_kind(old, value):
+            merged[key] = deep_merge(old, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _same_kind(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    return "kind" not in old or "kind" not in new or old["kind"] == new["kind"]
+
+
+def validated(raw: dict[str, Any]) -> PipelineParams:
+    """PipelineParams from a plain dict; a bad value is one sentence naming it."""
+    try:
+        return PipelineParams.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from None
+
+
+def flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}: the dotted keys that --set takes."""
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def differences(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The dotted keys whose value in `new` differs from `base` ("(unset)" for a key `new` no longer has)."""
+    old, now = flatten(base), flatten(new)
+    return {key: now.get(key, "(unset)") for key in sorted(old.keys() | now.keys())
+            if key not in old or key not in now or old[key] != now[key]}

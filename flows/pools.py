@@ -4,21 +4,28 @@ publish on `cpu`, composed by a parent flow through `run_deployment`, exchanging
 from __future__ import annotations
 
 from pathlib import Path
+from uuid import UUID
 
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType, FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import Artifact, FlowRun
 from prefect.deployments import run_deployment
 
 from deploy.pipeline_summary import explain_choice
 from deploy.transfer import download_tree, upload_tree
 from incop_core.errors import ConfigError
 
+from .artifacts import PruneProgress
 from .params import PipelineParams
-from .pipeline import report_stage
+from .pipeline import effective_params, report_stage
 from .tasks import (benchmark_stage, data_stage, export_stage, finetune_stage, prune_stage, publish_stage,
                     validate_stage)
 
 GPU_DEPLOYMENT = "gpu-stages/gpu-stages"
 CPU_DEPLOYMENT = "cpu-stages/cpu-stages"
+SUMMARY_KEY = "prune-and-export-summary"  # the cpu run's summary artifact, shown again on the parent
 
 
 def stage_uri(params: PipelineParams) -> str:
@@ -30,9 +37,11 @@ def stage_uri(params: PipelineParams) -> str:
 @flow(name="gpu-stages", log_prints=True)
 def gpu_stages(params: PipelineParams) -> str:
     """Data, fine-tune, prune, validate and export on the GPU worker; uploads the run to `storage`."""
+    params = effective_params(params)
+    progress = PruneProgress.create(params.run, params.runs_dir)
     data_stage(params)
-    finetune_stage(params)
-    run = prune_stage(params)
+    finetune_stage(params, progress)
+    run = prune_stage(params, progress)
     validate_stage(run)
     export_stage(run)
     return upload_tree(Path(run), stage_uri(params))
@@ -41,6 +50,7 @@ def gpu_stages(params: PipelineParams) -> str:
 @flow(name="cpu-stages", log_prints=True)
 def cpu_stages(params: PipelineParams, source: str) -> dict:
     """Benchmark, publish and report on the CPU worker from the uploaded run."""
+    params = effective_params(params)
     run = download_tree(source, Path(params.runs_dir) / params.run.config_hash())
     export = export_stage(str(run))
     bench = benchmark_stage(str(run / "export"), export, params.profiles, params.bench_rounds)
@@ -49,14 +59,42 @@ def cpu_stages(params: PipelineParams, source: str) -> dict:
     return report_stage(str(run), export, bench, published, choice)
 
 
+def run_child(name: str, parameters: dict) -> FlowRun:
+    """Run a deployment to its end; anything but Completed stops the parent with a sentence naming it."""
+    print(f"{name}: starting")
+    child = run_deployment(name, parameters=parameters)
+    if not child.state or not child.state.is_completed():
+        ended = child.state.name if child.state else "without a state"
+        raise RuntimeError(f"{name} ended {ended}; see the logs of its run {child.name}")
+    print(f"{name}: run {child.name} completed")
+    return child
+
+
+def child_markdown(flow_run_id: UUID) -> list[Artifact]:
+    """The markdown artifacts a child run created, read back through the API (the one thing every worker reaches)."""
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                                     artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["markdown"])))
+
+
+def show_child_result(child: FlowRun) -> str:
+    """Copy the cpu run's markdown artifacts (the summary, the plots) onto this run, so the nightly run shows its
+    result; its summary markdown. The child's return value would need result storage both workers share."""
+    copied = [a for a in child_markdown(child.id) if a.key]
+    for artifact in copied:
+        create_markdown_artifact(key=artifact.key, markdown=artifact.data, description=artifact.description)
+    summary = next((a.data for a in copied if a.key == SUMMARY_KEY), None)
+    if summary is None:
+        raise RuntimeError(f"cpu-stages run {child.name} completed without a {SUMMARY_KEY} artifact; see its logs")
+    return summary
+
+
 @flow(name="prune-and-export-pools", log_prints=True)
 def prune_and_export_pools(params: PipelineParams) -> dict:
-    """Parent flow: runs the GPU and CPU deployments in turn, passing the storage URI between them."""
+    """Parent flow: runs the GPU and CPU deployments in turn, passing the storage URI between them, and shows
+    the CPU run's summary as its own."""
+    params = effective_params(params)
     payload = {"params": params.model_dump(mode="json")}
-    gpu = run_deployment(GPU_DEPLOYMENT, parameters=payload)
-    if not gpu.state or not gpu.state.is_completed():
-        raise RuntimeError(f"gpu-stages ended {gpu.state.name if gpu.state else 'without a state'}; see its logs")
-    cpu = run_deployment(CPU_DEPLOYMENT, parameters={**payload, "source": stage_uri(params)})
-    if not cpu.state or not cpu.state.is_completed():
-        raise RuntimeError(f"cpu-stages ended {cpu.state.name if cpu.state else 'without a state'}; see its logs")
-    return {"source": stage_uri(params), "gpu_run": str(gpu.id), "cpu_run": str(cpu.id)}
+    gpu = run_child(GPU_DEPLOYMENT, payload)
+    cpu = run_child(CPU_DEPLOYMENT, {**payload, "source": stage_uri(params)})
+    return {"source": stage_uri(params), "gpu_run": str(gpu.id), "cpu_run": str(cpu.id), "summary": show_child_result(cpu)}

@@ -9,7 +9,7 @@ from prefect.schedules import Cron
 from .params import PipelineParams
 from .pipeline import prune_and_export
 
-DEPLOYMENT = "nightly"
+DEPLOYMENT = "nightly-local"  # prune-and-export/nightly-local; prefect.yaml's work-pool one is nightly-pools
 
 
 def nightly_deployment(cron: str, timezone: str, params: PipelineParams) -> RunnerDeployment:
@@ -20,5 +20,8 @@ def nightly_deployment(cron: str, timezone: str, params: PipelineParams) -> Runn
 
 
 def serve_nightly(cron: str, timezone: str, params: PipelineParams) -> None:
-    """Register the deployment and execute its runs (scheduled or triggered from the UI) until stopped."""
+    """Register the deployment and execute its runs (scheduled or triggered from the UI) until stopped.
+
+    Stopping (Ctrl-C, SIGTERM) makes Prefect pause the deployment's schedule and delete its scheduled runs, so
+    none pile up as Late; run `incop serve` again to resume (a later restart re-creates the schedule)."""
     serve(nightly_deployment(cron, timezone, params))

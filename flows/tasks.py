@@ -6,6 +6,9 @@ Inputs are not hashed for caching (NO_CACHE): stages resume from the run directo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
+from uuid import UUID
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -13,7 +16,9 @@ from deploy.export_run import export_run
 from deploy.pipeline_summary import cached_benchmark, explain_choice, published_metrics
 from deploy.registry_publish import publish
 from deploy.validate import validate_sparsity
+from incop_core import paths
 from incop_core.data import describe
+from incop_core.rundir import LOCK_WAIT_SECONDS, load_records
 from incop_core.runner import run_pruning
 
 from .artifacts import PruneProgress
@@ -22,40 +27,69 @@ from .params import PipelineParams
 
 @task(cache_policy=NO_CACHE)
 def data_stage(params: PipelineParams) -> dict:
-    return describe(params.run.data, params.run.seed)
+    info = describe(params.run.data, params.run.seed)
+    print(f"data: {info['name']}, {info['train']} training / {info['val']} validation / {info['test']} test images, "
+          f"{info['classes']} classes")
+    return info
+
+
+def _pruning(params: PipelineParams, progress: Optional[UUID], stages: range, stop_after: Optional[int]) -> str:
+    """Run (or resume) the pruning loop up to `stop_after`, first logging the iterations of `stages` already done."""
+    printer = PruneProgress(params.run, progress)
+    printer.replay(paths.run_dir(Path(params.runs_dir), params.run.config_hash()), stages)
+    return str(run_pruning(params.run, Path(params.runs_dir), stop_after=stop_after, on_event=printer,
+                           lock_wait=LOCK_WAIT_SECONDS))  # a second run of the same config waits, then reuses
 
 
 @task(cache_policy=NO_CACHE)
-def finetune_stage(params: PipelineParams) -> str:
-    printer = PruneProgress(params.run.prune.iterations, artifact=False)  # the prune stage owns the progress artifact
-    return str(run_pruning(params.run, Path(params.runs_dir), stop_after=0, on_event=printer))
+def finetune_stage(params: PipelineParams, progress: Optional[UUID] = None) -> str:
+    run = _pruning(params, progress, range(0, 1), stop_after=0)
+    print(f"fine-tune stage finished: {run}")
+    return run
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def prune_stage(params: PipelineParams) -> str:
+def prune_stage(params: PipelineParams, progress: Optional[UUID] = None) -> str:
     """A retry resumes from the last checkpointed iteration (the runner's resume)."""
-    return str(run_pruning(params.run, Path(params.runs_dir), on_event=PruneProgress(params.run.prune.iterations)))
+    run = _pruning(params, progress, range(1, params.run.prune.iterations + 1), stop_after=None)
+    last = load_records(Path(run))[-1]
+    print(f"prune stage finished: {100 * last['remaining_fraction']:.1f} % weights left after {last['iteration']} "
+          f"iterations, validation {100 * last['val_acc']:.2f} %")
+    return run
 
 
 @task(cache_policy=NO_CACHE)
 def validate_stage(run: str) -> dict:
-    return validate_sparsity(Path(run))
+    report = validate_sparsity(Path(run))
+    print(f"sparsity checked: iteration {report['iteration']} keeps {report['nonzero']} of {report['total']} weights "
+          f"({100 * report['sparsity']:.1f} % zero) as its mask and record say")
+    return report
 
 
 @task(cache_policy=NO_CACHE)
 def export_stage(run: str) -> dict:
-    return export_run(Path(run)).manifest
+    manifest = export_run(Path(run), lock_wait=LOCK_WAIT_SECONDS).manifest
+    print(f"exported {len(manifest['artifacts'])} ONNX variants: " + ", ".join(
+        f"{name} ({100 * entry['accuracy']:.2f} % test)" for name, entry in manifest["artifacts"].items()))
+    return manifest
 
 
 @task(cache_policy=NO_CACHE)
 def benchmark_stage(export_dir: str, export: dict, profiles: list[str], rounds: int) -> dict:
-    return cached_benchmark(Path(export_dir), export, profiles, rounds)
+    print(f"benchmark: {len(export['artifacts'])} variants on {', '.join(profiles)}, {rounds} rounds each")
+    bench = cached_benchmark(Path(export_dir), export, profiles, rounds)
+    for profile, result in bench["profiles"].items():
+        fastest = min(result["models"], key=lambda name: result["models"][name]["p50_ms"])
+        print(f"benchmark {profile}: fastest {fastest} at {result['models'][fastest]['p50_ms']:.3f} ms p50")
+    return bench
 
 
 @task(cache_policy=NO_CACHE)
 def publish_stage(params: PipelineParams, export_dir: str, export: dict, bench: dict) -> dict:
     chosen, _ = explain_choice(export, bench, params.publish_variant, params.publish_profile)
     spec = {"mean": export["input_spec"]["mean"], "std": export["input_spec"]["std"]}
-    return publish(params.registry, params.model_name, Path(export_dir) / export["artifacts"][chosen]["file"],
-                   metrics={**published_metrics(export, bench, chosen), "variant": chosen}, input_spec=spec,
-                   source={"run": export["run"], "config_hash": export["run"]}, private_key=params.signing_key)
+    published = publish(params.registry, params.model_name, Path(export_dir) / export["artifacts"][chosen]["file"],
+                        metrics={**published_metrics(export, bench, chosen), "variant": chosen}, input_spec=spec,
+                        source={"run": export["run"], "config_hash": export["run"]}, private_key=params.signing_key)
+    print(f"published {chosen} as {published['name']} version {published['version']} in {params.registry}")
+    return published

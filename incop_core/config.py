@@ -9,7 +9,9 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, ValidatorFunctionWrapHandler,
+                      field_validator, model_validator)
+from pydantic_core import PydanticCustomError
 
 from .criteria import CRITERIA
 from .data import DataConfig
@@ -22,6 +24,16 @@ ScheduleConfig = Annotated[Union[tuple(SCHEDULES.configs())], Field(discriminato
 CriterionConfig = Annotated[Union[tuple(CRITERIA.configs())], Field(discriminator="kind")]
 NOT_HASHED = {"device"}
 DEFAULT_KINDS = {"schedule": "sap", "criterion": "incop"}
+OWN_ROOT = ("fashion-mnist", "synthetic")  # data sets that need no data.root
+PLUGIN_ERROR = "plugin_setting"
+
+
+def as_choice(schema: dict[str, Any]) -> None:
+    """Show a plug-in union as a choice of kinds: Prefect's UI forms render `anyOf` of titled `$ref`s as one tab per
+    kind with its own fields, but `oneOf` (pydantic's discriminated union) as a raw JSON editor. Only the JSON schema
+    changes: validation stays pydantic's discriminated union on `kind`."""
+    if "oneOf" in schema:
+        schema["anyOf"] = schema.pop("oneOf")
 
 
 class OptimConfig(BaseModel):
@@ -57,8 +69,12 @@ class PruneConfig(BaseModel):
                                         "(the schedule's kept count rounded down, at least one multiple), so removed "
                                         "filters become removed latency on SIMD CPU kernels; None keeps exact counts.")
     max_epochs: int = Field(20, ge=1, le=1000, description="Retraining epochs per iteration at most (exactly, for fixed-epochs).")
-    schedule: ScheduleConfig = Field(default_factory=lambda: SCHEDULES.config_for(DEFAULT_KINDS["schedule"])(), description="How much to prune each iteration.")
-    criterion: CriterionConfig = Field(default_factory=lambda: CRITERIA.config_for(DEFAULT_KINDS["criterion"])(), description="When to stop retraining.")
+    schedule: ScheduleConfig = Field(default_factory=lambda: SCHEDULES.config_for(DEFAULT_KINDS["schedule"])(),
+                                     description="How much to prune each iteration: choose a kind, then its settings.",
+                                     json_schema_extra=as_choice)
+    criterion: CriterionConfig = Field(default_factory=lambda: CRITERIA.config_for(DEFAULT_KINDS["criterion"])(),
+                                       description="When to stop retraining: choose a kind, then its settings.",
+                                       json_schema_extra=as_choice)
     probe_size: int = Field(2048, ge=16, description="Images in the fixed, seeded probe subset of the training split.")
     probe_batch: int = Field(256, ge=1, description="Batch size for probe passes.")
     rewind: Literal["finetuned", "previous"] = Field(
@@ -72,13 +88,14 @@ class PruneConfig(BaseModel):
     def _round_to_needs_layer_filter(self) -> "PruneConfig":
         if self.round_to is not None and self.scope != "layer-filter":
             raise ValueError(f"prune.round_to rounds each layer's filter count, so it needs scope layer-filter "
-                             f"(got {self.scope}); set prune.scope=layer-filter or drop round_to")
+                             f"(got {self.scope}); set prune.scope=layer-filter or leave prune.round_to empty")
         return self
 
     @model_validator(mode="after")
     def _follow_covers_iterations(self) -> "PruneConfig":
         if self.follow is not None and len(self.follow) < self.iterations:
-            raise ValueError(f"prune.follow holds {len(self.follow)} iterations but prune.iterations is {self.iterations}")
+            raise ValueError(f"prune.follow holds {len(self.follow)} iterations but prune.iterations is {self.iterations}; "
+                             f"lower prune.iterations or follow a longer run")
         return self
 
     @field_validator("schedule", "criterion", mode="before")
@@ -88,6 +105,44 @@ class PruneConfig(BaseModel):
         if isinstance(value, dict) and "kind" not in value:
             value = {"kind": DEFAULT_KINDS[info.field_name], **value}
         return value
+
+    @field_validator("schedule", "criterion", mode="wrap")
+    @classmethod
+    def _name_the_setting(cls, value: Any, handler: ValidatorFunctionWrapHandler, info) -> Any:
+        """One error naming the plug-in's setting (`epsilon`), not pydantic's union branches."""
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            setting, message = plugin_problem(info.field_name, exc)
+            raise PydanticCustomError(PLUGIN_ERROR, "{message}", {"message": message, "setting": setting}) from None
+
+
+def plugin_problem(what: str, exc: ValidationError) -> tuple[str, str]:
+    """The setting (dotted, "" for the whole section) and one sentence for a schedule or criterion error."""
+    first = exc.errors()[0]
+    if first["type"] == "union_tag_invalid":
+        names = (SCHEDULES if what == "schedule" else CRITERIA).names()
+        return "kind", f"unknown {what} kind {first['ctx']['tag']!r}; choose one of: {', '.join(names)}"
+    if first["type"] == "union_tag_not_found" or len(first["loc"]) == 0:
+        return "", f"{what} must be a section of settings with a kind (got {first.get('input')!r})"
+    kind, *inner = first["loc"]
+    setting = _setting(inner)
+    same = [e for e in exc.errors() if e["loc"][:1] == (kind,) and _setting(e["loc"][1:]) == setting]
+    says = " or ".join(dict.fromkeys(_short(e["msg"]) for e in same)).replace(" or should be ", " or ")
+    if first["type"] == "value_error" or not setting:
+        return setting, f"{what} {kind}: {says}"
+    return setting, f"{setting} {says} (got {first.get('input')!r}; {what} kind {kind})"
+
+
+def _setting(loc) -> str:
+    """The setting an error is about: plug-in configs are flat, so the first name (the rest are pydantic's labels of
+    union branches, such as constrained-float or literal['auto'])."""
+    return str(loc[0]) if loc else ""
+
+
+def _short(msg: str) -> str:
+    return msg.removeprefix("Value error, ").replace("Input should be", "should be").replace("Extra inputs are not permitted",
+                                                                                             "is not a setting of this kind")
 
 
 class RunConfig(BaseModel):
@@ -107,7 +162,14 @@ class RunConfig(BaseModel):
     def _plateau_needs_constant_lr(self) -> "RunConfig":
         if self.finetune_plateau_pp is not None and self.optim.schedule == "cosine":
             raise ValueError("finetune_plateau_pp would stop a cosine schedule half-way; set optim.schedule=constant "
-                             "with it, or drop it (cosine fine-tuning converges in finetune_epochs)")
+                             "with it, or leave finetune_plateau_pp empty (cosine fine-tuning converges in finetune_epochs)")
+        return self
+
+    @model_validator(mode="after")
+    def _data_set_has_a_root(self) -> "RunConfig":
+        if self.data.name not in OWN_ROOT and not self.data.root:
+            raise ValueError(f"data.root is empty: data set {self.data.name} needs a root directory holding its files "
+                             f"(UI field run.data.root, config field data.root, CLI --data-root)")
         return self
 
     def config_hash(self) -> str:
@@ -120,11 +182,11 @@ def describe(exc: ValidationError) -> str:
     """One sentence for the first problem pydantic found."""
     error = exc.errors()[0]
     where = ".".join(str(p) for p in error["loc"] if not str(p).startswith(("function-", "tagged-union")))
-    if error["type"] == "union_tag_invalid":
-        what = "schedule" if "schedule" in where else "criterion"
-        names = (SCHEDULES if what == "schedule" else CRITERIA).names()
-        return f"unknown {what} {error['ctx']['tag']!r}; choose one of: {', '.join(names)}"
+    if error["type"] == PLUGIN_ERROR:
+        return f"bad config value at {where}: {error['ctx']['message']}; fix it in the config file or flags"
     message = error["msg"].removeprefix("Value error, ")
+    if not where and error["type"] == "value_error":
+        return f"{message}; fix it in the config file or flags"
     got = "" if error["type"] == "value_error" else f" (got {error.get('input')!r})"
     return f"bad config value at {where or 'top level'}: {message}{got}; fix it in the config file or flags"
 

@@ -1,14 +1,18 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+Files and folders are created with the usual modes less the umask (0644 and 0755 under umask 022), so a run's
+outputs are readable by the group like any other file; tempfile's mkstemp (0600) and mkdtemp (0700) would hide them.
+Private keys are written elsewhere (deploy/signing.py), 0600."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -19,7 +23,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same directory, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _new_temp(path, lambda name: os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -29,6 +33,18 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _new_temp(path: Path, create: Callable[[str], Any]) -> tuple[Any, str]:
+    """Create a hidden temporary sibling `.NAME.RANDOM.tmp` of `path` with `create` (exclusive, so the kernel
+    applies the umask to the mode asked for); returns what `create` returned and the name."""
+    for _ in range(100):
+        name = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return create(name), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}; remove the .{path.name}.*.tmp files there")
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -59,7 +75,7 @@ def copy_folder_atomic(source: Path, target: Path) -> None:
     if target.exists():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    tmp = Path(_new_temp(target, lambda name: os.mkdir(name, 0o777))[1])
     try:
         shutil.copytree(source, tmp, dirs_exist_ok=True)
         os.replace(tmp, target)

@@ -10,7 +10,7 @@ import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from . import paths
 from .config import RunConfig
@@ -47,17 +47,21 @@ def _own_leftover(name: str) -> bool:
     return name in (paths.LOCK, paths.STATUS) or bool(LEFTOVER_TMP.match(name))
 
 
+LOCK_WAIT_SECONDS = 6 * 3600  # how long a pipeline waits for another process working on the same run
+LOCK_POLL_SECONDS = 5.0
+
+
 @contextmanager
-def locked(run: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the run while working on it; a second process is told who holds it."""
+def locked(run: Path, wait: float = 0.0, poll: float = LOCK_POLL_SECONDS,
+           notify: Callable[[str], None] = print) -> Iterator[None]:
+    """Hold an exclusive lock on the run while working on it. A run another process holds is waited for up to
+    `wait` seconds (polling, with one line through `notify`), then refused with RunLocked naming the holder."""
     handle = open(run / paths.LOCK, "a+")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
+        _acquire(handle, run, wait, poll, notify)
+    except BaseException:
         handle.close()
-        raise RunLocked(f"run {run.name} is being worked on by {holder}; wait for it to finish or stop it") from None
+        raise
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()}")
@@ -67,6 +71,25 @@ def locked(run: Path) -> Iterator[None]:
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def _acquire(handle, run: Path, wait: float, poll: float, notify: Callable[[str], None]) -> None:
+    deadline, told = time.monotonic() + wait, False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+        if time.monotonic() >= deadline:
+            waited = f" (waited {wait:.0f} s)" if wait > 0 else ""
+            raise RunLocked(f"run {run.name} is being worked on by {holder}{waited}; wait for it to finish or stop it, "
+                            f"then start again: its finished stages are reused") from None
+        if not told:
+            notify(f"waiting for run {run.name} held by {holder} (up to {wait:.0f} s); its finished stages will be reused")
+            told = True
+        time.sleep(max(min(poll, deadline - time.monotonic()), 0.01))
 
 
 def write_status(run: Path, state: str, done: int, total: int, error: Optional[str] = None) -> None:

@@ -228,11 +228,12 @@ def reference_snapshot(job: "Pruning", dense: dict) -> Optional[Snapshot]:
 
 
 def run_pruning(config: RunConfig, root: Path, run: Optional[Path] = None, on_event: Events = _quiet,
-                stop_after: Optional[int] = None) -> Path:
+                stop_after: Optional[int] = None, lock_wait: float = 0.0) -> Path:
     """Run (or resume) the pruning loop; returns the run directory.
 
     `stop_after=t` stops once iteration t is finished (0: fine-tuning only) and leaves the run "paused";
-    the next call resumes it."""
+    the next call resumes it. A run another process is working on is waited for up to `lock_wait` seconds
+    (pipelines pass rundir.LOCK_WAIT_SECONDS), then reused; 0 (the CLI) refuses it at once with RunLocked."""
     run = Path(run) if run else paths.run_dir(root, config.config_hash())
     total = config.prune.iterations
     last = total if stop_after is None else min(stop_after, total)
@@ -242,7 +243,7 @@ def run_pruning(config: RunConfig, root: Path, run: Optional[Path] = None, on_ev
         open_run(config, root, run)
     barrier()
     status = write_status if world().is_main else (lambda *args: None)
-    with main_only(locked(run)):
+    with main_only(locked(run, lock_wait)):
         if len(finished_iterations(run)) >= last + 1:
             on_event("finished", {"run": str(run), "resumed": True})
             return run

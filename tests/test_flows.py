@@ -44,7 +44,8 @@ def test_flow_runs_every_stage_and_publishes_with_artifacts(harness, tmp_path):
     assert manifest["metrics"]["val_accuracy"] >= manifest["metrics"]["dense_val_accuracy"] - 0.01
     assert "Why this variant" in result["summary"] and "chosen" in result["summary"]
     keys = {a.key for a in asyncio.run(_artifacts())}
-    assert {"prune-progress", "prune-iterations", "benchmark", "prune-and-export-summary"} <= keys
+    assert {"prune-progress", "prune-iterations", "benchmark", "prune-and-export-summary", "prune-and-export-plots"} <= keys
+    assert all(a.type != "link" and "file://" not in str(a.data) for a in asyncio.run(_artifacts()))  # plots inline
     progress = [a for a in asyncio.run(_artifacts()) if a.key == "prune-progress"]
     assert progress[0].data == 100.0
     table = next(a for a in asyncio.run(_artifacts()) if a.key == "prune-iterations")

@@ -24,7 +24,7 @@ def test_prefect_yaml_deployments_point_at_real_flows_on_their_pools():
         assert hasattr(flow, "serve") and flow.name  # a Prefect flow object
     from flows.pools import CPU_DEPLOYMENT, GPU_DEPLOYMENT
     assert GPU_DEPLOYMENT == "gpu-stages/gpu-stages" and CPU_DEPLOYMENT == "cpu-stages/cpu-stages"
-    schedule = deployments["nightly"]["schedules"][0]
+    schedule = deployments["nightly-pools"]["schedules"][0]
     assert schedule["cron"] and schedule["timezone"]
 
 

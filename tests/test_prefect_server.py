@@ -88,7 +88,7 @@ def _call(api: str, fn):
 def _deployment(api: str):
     async def read(client):
         try:
-            return await client.read_deployment_by_name("prune-and-export/nightly")
+            return await client.read_deployment_by_name("prune-and-export/nightly-local")
         except Exception:
             return None
     return _wait(lambda: _call(api, read), 120, "the nightly deployment")
@@ -128,3 +128,35 @@ def test_invalid_parameters_are_rejected_by_the_server_with_a_readable_message(s
     with pytest.raises(PrefectHTTPStatusError) as caught:
         _call(api, lambda c: c.create_flow_run_from_deployment(deployment.id, parameters={"params": params}))
     assert "bench_rounds" in caught.value.response.text and caught.value.response.status_code in (409, 422)
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_a_partial_run_from_the_ui_keeps_the_served_parameters_and_shows_its_progress(served):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+
+    api, folder = served
+    deployment = _deployment(api)
+    body = {"parameters": {"params": {"run": {"prune": {"iterations": 3}}}}}  # what the UI's Run button sends
+    run_id = _post(f"{api}/deployments/{deployment.id}/create_flow_run", body)["id"]
+    final = _wait(lambda: (lambda r: r if r.state.is_final() else None)(_call(api, lambda c: c.read_flow_run(run_id))),
+                  400, "the partial run to finish")
+    assert final.state.is_completed(), final.state.message
+
+    served_run = tiny_params(folder).run
+    expected = served_run.model_copy(update={"prune": served_run.prune.model_copy(update={"iterations": 3})})
+    config = json.loads((folder / "runs" / expected.config_hash() / "config.json").read_text())
+    assert config["prune"]["iterations"] == 3 and config["data"] == served_run.data.model_dump(mode="json")
+    manifests = (folder / "registry" / "tiny-cnn" / "versions").glob("*/manifest.json")
+    assert expected.config_hash() in {json.loads(m.read_text())["source"]["run"] for m in manifests}
+
+    logs = _call(api, lambda c: c.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[final.id])), limit=200))
+    text = "\n".join(log.message for log in logs)
+    assert "parameters: the served ones, with run.prune.iterations=3" in text
+    assert "iteration 3/3 done" in text and "validation" in text and "benchmark edge-1t: fastest" in text
+    artifacts = _call(api, lambda c: c.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[final.id]))))
+    assert next(a for a in artifacts if a.key == "prune-progress").data == 100.0

@@ -12,7 +12,7 @@ NOISE_KEY = "val_acc"  # the dense network's epoch-to-epoch validation-accuracy 
 
 
 class AccuracyConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="Accuracy (back at the dense best)")  # the tab label in the Prefect UI
     kind: Literal["accuracy"] = "accuracy"
     tolerance: Union[NonNegativeFloat, Literal["auto"]] = Field(
         0.0, description="Stop at the dense best validation accuracy minus this (a fraction, 0.005 = 0.5 pp); "

@@ -10,7 +10,7 @@ from . import CRITERIA, CriterionContext, EpochRecord, Verdict
 
 
 class FixedEpochsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="Fixed epochs (baseline)")  # the tab label in the Prefect UI
     kind: Literal["fixed-epochs"] = "fixed-epochs"
     epochs: Optional[NonNegativeFloat] = Field(
         None, description="Retrain exactly this many epochs per iteration (fractional: whole steps), instead of "

@@ -18,7 +18,7 @@ AUTO_HELP = "; 'auto' derives it from how far the dense network's flow still mov
 
 
 class IfConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="InCoP-IF (information flow)")  # the tab label in the Prefect UI
     kind: Literal["incop-if"] = "incop-if"
     epsilon: Epsilon = Field(0.11, description="Stop when ||IF_t - IF*||_2 falls below this" + AUTO_HELP)
     check_every: int = Field(1, ge=1, description="Measure the flow after every this many epochs.")
@@ -26,7 +26,7 @@ class IfConfig(BaseModel):
 
 
 class GfConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="InCoP-GF (gradient flow)")  # the tab label in the Prefect UI
     kind: Literal["incop-gf"] = "incop-gf"
     epsilon: Epsilon = Field(0.5, description="Stop when ||GF_t - GF*||_2 falls below this (model-dependent)" + AUTO_HELP)
     check_every: int = Field(1, ge=1, description="Measure the flow after every this many epochs.")

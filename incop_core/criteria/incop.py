@@ -20,7 +20,7 @@ DistanceName = Literal[tuple(DISTANCES.names())]
 
 
 class IncopConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="InCoP (consistency distance)")  # the tab label in the Prefect UI
     kind: Literal["incop"] = "incop"
     distance: DistanceName = Field(DEFAULT_DISTANCE, description="Consistency signal: " + "; ".join(
         f"{n}: {DISTANCES.get(n).summary}" for n in DISTANCES.names()))

@@ -14,7 +14,7 @@ from . import SCHEDULES, PruneState
 
 
 class EgpConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="EGP (entropy-guided, removes layers)")  # the tab label in the Prefect UI
     kind: Literal["egp"] = "egp"
     budget_share: float = Field(0.5, gt=0, lt=1, description="B = this share of the survivors of layers with H_l > 0.")
 

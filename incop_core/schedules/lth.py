@@ -12,7 +12,7 @@ from . import SCHEDULES, PruneState
 
 
 class LthConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="LTH (fixed ratio)")  # the tab label in the Prefect UI
     kind: Literal["lth"] = "lth"
     fraction: float = Field(0.2, gt=0, lt=1, description="Share of the surviving weights pruned each iteration.")
 

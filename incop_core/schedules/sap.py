@@ -13,7 +13,7 @@ from . import SCHEDULES, PruneState
 
 
 class SapConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="SAP (PQ index)")  # the tab label in the Prefect UI
     kind: Literal["sap"] = "sap"
     p: float = Field(0.5, gt=0, description="Lower norm order of the PQ index (0 < p < q); 1.0 with q=2 is the aggressive preset.")
     q: float = Field(1.0, gt=0, description="Upper norm order of the PQ index.")
