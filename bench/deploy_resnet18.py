@@ -33,10 +33,10 @@ from pathlib import Path
 
 import torch
 
-from deploy.bench import benchmark
-from deploy.export_run import export_run
-from deploy.pipeline_summary import explain_choice
-from deploy.report import write_report
+from deploy.bench.report import write_report
+from deploy.bench.run import benchmark
+from deploy.export.run import export_run
+from deploy.pipeline.summary import explain_choice
 from incop_core.config import validate
 from incop_core.report import dense_plateau, plateau_sentence
 from incop_core.rundir import load_records

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import torch
 
-from deploy.bench import benchmark
-from deploy.compact import compact, max_abs_difference
-from deploy.depth import reduce_depth
-from deploy.onnx_export import export_onnx
-from deploy.runload import load_run, normalised
-from deploy.runtime import accuracy
-from deploy.sizes import file_sizes
+from deploy.bench.run import benchmark
+from deploy.bench.runtime import accuracy
+from deploy.bench.sizes import file_sizes
+from deploy.export.compact import compact, max_abs_difference
+from deploy.export.depth import reduce_depth
+from deploy.export.onnx_export import export_onnx
+from deploy.export.runload import load_run, normalised
 from incop_core.config import validate
 from incop_core.entropy import relu_states
 from incop_core.fileio import write_json_atomic, write_text_atomic

@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     (args.work / "prefect").mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(args.work / "prefect"))  # before Prefect is imported
-    from deploy.pipeline_summary import explain_choice
+    from deploy.pipeline.summary import explain_choice
     from flows.cli import _local_only
     from flows.params import PipelineParams
     from flows.pipeline import prune_and_export

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.runtime import deployment
 
-from deploy.pipeline_summary import bench_rows, explain_choice, summary_markdown
+from deploy.pipeline.summary import bench_rows, explain_choice, summary_markdown
 from incop_core.fileio import write_json_atomic, write_text_atomic
 from incop_core.plots import comparison_plots
 from incop_core.report import totals

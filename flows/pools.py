@@ -13,8 +13,8 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType, F
 from prefect.client.schemas.objects import Artifact, FlowRun
 from prefect.deployments import run_deployment
 
-from deploy.pipeline_summary import explain_choice
-from deploy.transfer import download_tree, upload_tree
+from deploy.pipeline.summary import explain_choice
+from deploy.pipeline.transfer import download_tree, upload_tree
 from incop_core.errors import ConfigError
 
 from .artifacts import PruneProgress

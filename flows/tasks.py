@@ -12,10 +12,10 @@ from uuid import UUID
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from deploy.export_run import export_run
-from deploy.pipeline_summary import cached_benchmark, explain_choice, published_metrics
-from deploy.registry_publish import publish
-from deploy.validate import validate_sparsity
+from deploy.edge.publish import publish
+from deploy.export.run import export_run
+from deploy.export.validate import validate_sparsity
+from deploy.pipeline.summary import cached_benchmark, explain_choice, published_metrics
 from incop_core import paths
 from incop_core.data import describe
 from incop_core.rundir import LOCK_WAIT_SECONDS, load_records

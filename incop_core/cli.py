@@ -217,7 +217,8 @@ def report(run: str = typer.Argument(..., help="Run hash (or a prefix) or direct
 
 def _register_commands() -> None:
     """Commands that live beside the core: export and benchmarks, the edge registry, the Prefect flow."""
-    from deploy import cli_export, cli_registry
+    from deploy.edge import cli as cli_registry
+    from deploy.export import cli as cli_export
     from flows import cli as cli_flows
 
     for module in (cli_export, cli_registry, cli_flows):

@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from .flows import flow_distance
+from .signals import flow_distance
 
 WINDOW = 3
 

@@ -2,7 +2,7 @@
 
 Files and folders are created with the usual modes less the umask (0644 and 0755 under umask 022), so a run's
 outputs are readable by the group like any other file; tempfile's mkstemp (0600) and mkdtemp (0700) would hide them.
-Private keys are written elsewhere (deploy/signing.py), 0600."""
+Private keys are written elsewhere (deploy/edge/signing.py), 0600."""
 
 from __future__ import annotations
 

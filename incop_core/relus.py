@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .flows import SHORTCUT_WORDS
+from .signals import SHORTCUT_WORDS
 
 
 def _basic_forward(self, x):

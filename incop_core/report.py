@@ -1,4 +1,4 @@
-"""Iteration tables for the CLI, the flows and the README: pure functions over run records."""
+"""Iteration tables for the CLI, the Prefect pipeline and the README: pure functions over run records."""
 
 from __future__ import annotations
 

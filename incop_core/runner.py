@@ -27,7 +27,7 @@ from .errors import IncopError
 from .distances import DISTANCES, Snapshot
 from .fileio import copy_folder_atomic, save_torch_atomic, write_json_atomic
 from .finetune import ALL_NEEDS, PLATEAU, FinetuneRecorder, calibrate
-from .flows import gradient_flow, information_flow
+from .signals import gradient_flow, information_flow
 from .masks import Mask, prunable_weights
 from .models import build_model
 from .report import chance_warnings

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .distances import FEATURES, GRADIENTS, LOGITS, Snapshot
-from .flows import Batches, channel_means, flow_layers, gradient_flow, probe_mode, record_outputs
+from .signals import Batches, channel_means, flow_layers, gradient_flow, probe_mode, record_outputs
 from .masks import Mask
 
 

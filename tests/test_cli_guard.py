@@ -251,7 +251,7 @@ def test_compare_and_pipeline_name_their_output_option(monkeypatch, tmp_path):
 
 
 def test_metrics_too_long_to_be_a_file_name_is_read_as_inline_json(tmp_path):
-    from deploy.cli_registry import _json_option
+    from deploy.edge.cli import _json_option
 
     assert _json_option(json.dumps({"k": "v" * 300}), "--metrics") == {"k": "v" * 300}
     assert _json_option('  {"a": 1}', "--metrics") == {"a": 1}

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from bad_inputs import record
 
-from deploy.flops import matmul_model
-from deploy.onnx_export import export_onnx
+from deploy.bench.flops import matmul_model
+from deploy.export.onnx_export import export_onnx
 from incop_core.cli import app
 from incop_core.config import validate
 from incop_core.models import ModelConfig, build_model

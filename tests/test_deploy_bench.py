@@ -10,10 +10,10 @@ import pytest
 import torch
 from onnx import helper, numpy_helper
 
-from deploy.bench import benchmark, efficiency, speedups, summarise, time_interleaved
-from deploy.flops import count_flops, count_parameters, matmul_model
-from deploy.onnx_export import export_onnx
-from deploy.report import NIL_GAIN, findings, markdown, write_report
+from deploy.bench.flops import count_flops, count_parameters, matmul_model
+from deploy.bench.report import NIL_GAIN, findings, markdown, write_report
+from deploy.bench.run import benchmark, efficiency, speedups, summarise, time_interleaved
+from deploy.export.onnx_export import export_onnx
 from incop_core.models import ModelConfig, build_model
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from deploy.archspec import architecture_spec, rebuild
-from deploy.compact import compact, max_abs_difference
-from deploy.layers import has_bias_map
+from deploy.export.archspec import architecture_spec, rebuild
+from deploy.export.compact import compact, max_abs_difference
+from deploy.export.layers import has_bias_map
 from incop_core.models import ModelConfig, build_model
 
 TOLERANCE = 1e-4  # SPEC 3.7: max abs, float32

@@ -10,14 +10,14 @@ import onnx
 import pytest
 import torch
 
-from deploy import artifacts
-from deploy.archspec import load_compacted
-from deploy.compact import max_abs_difference
+from deploy.bench.runtime import accuracy, input_spec, logits
 from deploy.errors import RunNotFinished, SparsityMismatch
-from deploy.export_run import export_run
-from deploy.runload import load_run, normalised
-from deploy.runtime import accuracy, input_spec, logits
-from deploy.validate import validate_sparsity
+from deploy.export import artifacts
+from deploy.export.archspec import load_compacted
+from deploy.export.compact import max_abs_difference
+from deploy.export.run import export_run
+from deploy.export.runload import load_run, normalised
+from deploy.export.validate import validate_sparsity
 from incop_core import paths
 from incop_core.config import validate
 from incop_core.fileio import read_json, save_torch_atomic, write_json_atomic

@@ -2,7 +2,7 @@
 
 import torch
 
-from deploy.depth import ConstantBranch, reduce_depth
+from deploy.export.depth import ConstantBranch, reduce_depth
 from incop_core.models import ModelConfig, build_model
 
 
@@ -40,7 +40,7 @@ def test_blocks_with_live_branches_are_left_alone():
 
 
 def test_a_depth_reduced_model_rebuilds_from_its_json_spec_without_pickles():
-    from deploy.archspec import architecture_spec, rebuild
+    from deploy.export.archspec import architecture_spec, rebuild
 
     config = ModelConfig(name="resnet18")
     model = _trained_looking(build_model(config, (1, 16, 16), 4))

@@ -151,7 +151,7 @@ def test_round_to_needs_the_layer_filter_scope():
 
 
 def test_structured_pruning_zeroes_the_batchnorm_of_dead_filters_so_compaction_needs_no_carrier_channel():
-    from deploy.compact import compact, max_abs_difference
+    from deploy.export.compact import compact, max_abs_difference
     from incop_core.masks import coupled_norms
 
     data = load_dataset(DataConfig(name="synthetic", synthetic_size=64, image_size=16), 0)

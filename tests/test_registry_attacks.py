@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from deploy import pull as pull_module
-from deploy import pull_fetch
-from deploy.registry_manifest import canonical_bytes
-from deploy.registry_publish import publish
-from deploy.signing import generate_keys
+from deploy.edge import pull as pull_module
+from deploy.edge import pull_fetch
+from deploy.edge.manifest import canonical_bytes
+from deploy.edge.publish import publish
+from deploy.edge.signing import generate_keys
 from test_registry_helpers import assert_user_error, invoke, server, tiny_onnx, tree_bytes  # noqa: F401
 
 

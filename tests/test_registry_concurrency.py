@@ -7,9 +7,9 @@ import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from deploy.pull import pull
-from deploy.registry_manifest import sha256_file
-from deploy.registry_publish import publish
+from deploy.edge.manifest import sha256_file
+from deploy.edge.publish import publish
+from deploy.edge.pull import pull
 from test_registry_helpers import server, tiny_onnx  # noqa: F401
 
 DEVICES = 50

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 
 from bad_inputs import expect_user_error, run_incop
-from deploy.pull import pull
-from deploy.pull_fetch import Pace, Retry
-from deploy.registry_errors import RegistryError, Unreachable
-from deploy.registry_publish import publish
-from deploy.registry_serve import make_server, start_in_thread, url_of
+from deploy.edge.errors import RegistryError, Unreachable
+from deploy.edge.publish import publish
+from deploy.edge.pull import pull
+from deploy.edge.pull_fetch import Pace, Retry
+from deploy.edge.serve import make_server, start_in_thread, url_of
 from test_registry_helpers import RecordingHandler, assert_user_error, invoke, server, tiny_onnx  # noqa: F401
 
 

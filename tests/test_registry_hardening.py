@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bad_inputs import expect_user_error, incop_command, run_incop
-from deploy import registry_store
-from deploy.registry_errors import RegistryError
-from deploy.registry_manifest import canonical_bytes, is_older, latest_pointer, sha256_file, version_order
-from deploy.registry_publish import publish, publish_entry
-from deploy.registry_store import Store
-from deploy.signing import generate_keys, load_private_key, sign_manifest
+from deploy.edge import store as registry_store
+from deploy.edge.errors import RegistryError
+from deploy.edge.manifest import canonical_bytes, is_older, latest_pointer, sha256_file, version_order
+from deploy.edge.publish import publish, publish_entry
+from deploy.edge.signing import generate_keys, load_private_key, sign_manifest
+from deploy.edge.store import Store
 from test_registry_helpers import assert_user_error, invoke, server, tiny_onnx, tree_bytes  # noqa: F401
 
 

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bad_inputs import Outcome, record
-from deploy.registry_serve import RegistryHandler, make_server, start_in_thread, url_of
+from deploy.edge.serve import RegistryHandler, make_server, start_in_thread, url_of
 
 FIX_WORDS = re.compile(r"\b(check|republish|publish|pass|use|omit|pull|wait|free|install|upgrade|choose|point|"
                        r"fix|give|resize|re-run)\b", re.IGNORECASE)

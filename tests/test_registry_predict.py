@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy.predict import predict, preprocess
-from deploy.pull import pull
-from deploy.registry_errors import RegistryError
-from deploy.registry_publish import publish
+from deploy.edge.errors import RegistryError
+from deploy.edge.predict import predict, preprocess
+from deploy.edge.publish import publish
+from deploy.edge.pull import pull
 from test_registry_helpers import assert_user_error, invoke, server, tiny_onnx  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,13 +7,13 @@ import uuid
 
 import pytest
 
-from deploy import registry_publish
-from deploy.pull import pull
-from deploy.registry_errors import RegistryError
-from deploy.registry_manifest import SCHEMA_VERSION, content_id, sha256_file
-from deploy.registry_store import Store
-from deploy.registry_publish import publish, publish_entry
-from deploy.signing import generate_keys, load_private_key, load_public_key, verify_manifest
+from deploy.edge import publish as registry_publish
+from deploy.edge.errors import RegistryError
+from deploy.edge.manifest import SCHEMA_VERSION, content_id, sha256_file
+from deploy.edge.publish import publish, publish_entry
+from deploy.edge.pull import pull
+from deploy.edge.signing import generate_keys, load_private_key, load_public_key, verify_manifest
+from deploy.edge.store import Store
 from test_registry_helpers import tiny_onnx
 
 METRICS = {"latency_ms": {"edge-1t": {"p50": 1.5, "p90": 1.9}}, "accuracy": 0.91, "sparsity": 0.8}

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy.pull import pull, rollback
-from deploy.pull_device import Device
-from deploy.registry_errors import DeviceError
-from deploy.registry_publish import publish
+from deploy.edge.errors import DeviceError
+from deploy.edge.publish import publish
+from deploy.edge.pull import pull, rollback
+from deploy.edge.pull_device import Device
 from test_registry_helpers import assert_user_error, invoke, server, tiny_onnx, tree_bytes  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ def test_a_pull_killed_mid_download_resumes_with_a_range_request(server, tmp_pat
     dest = tmp_path / "dev"
     part = dest / ".partial/1/model.onnx"
     server.delay = 0.15
-    code = f"from deploy.pull import pull; pull({server.url!r}, 'tiny', {str(dest)!r})"
+    code = f"from deploy.edge.pull import pull; pull({server.url!r}, 'tiny', {str(dest)!r})"
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     try:
         deadline = time.monotonic() + 30
@@ -111,7 +111,7 @@ def test_a_pull_killed_mid_download_resumes_with_a_range_request(server, tmp_pat
 
 
 def test_pull_from_a_plain_directory_and_a_trusted_key_on_the_device(tmp_path):
-    from deploy.signing import generate_keys
+    from deploy.edge.signing import generate_keys
 
     private, public = generate_keys(tmp_path / "keys")
     model = tiny_onnx(tmp_path / "m.onnx")

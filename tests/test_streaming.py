@@ -9,7 +9,7 @@ from incop_core.config import OptimConfig
 from incop_core.criteria import CRITERIA, CriterionContext, Verdict
 from incop_core.data import DataConfig, batches, load_dataset
 from incop_core.epsilon import auto_epsilon
-from incop_core.flows import gradient_flow, information_flow
+from incop_core.signals import gradient_flow, information_flow
 from incop_core.masks import Mask
 from incop_core.models import ModelConfig, build_model
 from incop_core.rundir import load_records

@@ -7,7 +7,7 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
-from ..flows import flow_distance
+from ..signals import flow_distance
 from . import CRITERIA, CriterionContext, EpochRecord, Verdict, consistency_verdict
 
 Epsilon = Union[PositiveFloat, Literal["auto"]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..flows import FlowStats
+from ..signals import FlowStats
 
 
 def connectivity(features: list[torch.Tensor]) -> list[torch.Tensor]:

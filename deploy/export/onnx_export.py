@@ -21,8 +21,8 @@ from torch import nn
 
 from incop_core.fileio import write_bytes_atomic
 
-from .errors import ExportFailed
-from .runtime import logits
+from ..bench.runtime import logits
+from ..errors import ExportFailed
 
 OPSET = 17
 INPUT, OUTPUT = "input", "logits"

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-from .registry_errors import RegistryError
+from .errors import RegistryError
 
 # The oldest onnxruntime release that implements each ONNX opset (onnxruntime's version matrix).
 MIN_ORT_FOR_OPSET = {11: "1.0", 12: "1.3", 13: "1.6", 14: "1.8", 15: "1.10", 16: "1.11", 17: "1.12",

@@ -14,13 +14,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .registry_errors import RegistryError
-from .registry_inspect import check_input_spec, check_loads, default_opset, load_model, merge_input_spec, \
+from .errors import RegistryError
+from .inspect import check_input_spec, check_loads, default_opset, load_model, merge_input_spec, \
     min_onnxruntime
-from .registry_manifest import (LATEST, MANIFEST, SCHEMA_VERSION, SIGNED_LATEST, canonical_bytes, check_file_name,
-                                check_name, check_version, content_id, latest_pointer, sha256_file, version_dir)
-from .registry_store import Store
+from .manifest import (LATEST, MANIFEST, SCHEMA_VERSION, SIGNED_LATEST, canonical_bytes, check_file_name,
+                       check_name, check_version, content_id, latest_pointer, sha256_file, version_dir)
 from .signing import key_id, load_private_key, sign_manifest
+from .store import Store
 
 Files = Union[Path, str, dict]
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from .errors import DeviceError, NotFound, Unreachable, VerificationError
+from .manifest import sha256_file
 from .pull_source import Missing, RangeRefused, Transient
-from .registry_errors import DeviceError, NotFound, Unreachable, VerificationError
-from .registry_manifest import sha256_file
 
 CHUNK = 1 << 16
 MIN_RATE = 10 * 1024

@@ -15,8 +15,8 @@ from torch import nn
 from incop_core.fileio import read_json, save_torch_atomic, write_json_atomic
 from incop_core.models import ModelConfig, build_model
 
+from ..errors import DeployError
 from .depth import ConstantBranch
-from .errors import DeployError
 from .layers import add_bias_map, has_bias_map
 
 FORMAT = 1

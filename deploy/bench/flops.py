@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, shape_inference
 
-from .sparse import to_dense_initializers
+from ..export.sparse import to_dense_initializers
 
 
 def _shapes(proto: onnx.ModelProto) -> dict[str, list[int]]:

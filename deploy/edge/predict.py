@@ -16,10 +16,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .errors import RegistryError
+from .manifest import MANIFEST, parse_manifest
 from .pull import check_runtime
 from .pull_device import CURRENT
-from .registry_errors import RegistryError
-from .registry_manifest import MANIFEST, parse_manifest
 
 
 # onnxruntime's error-code prefix, "Load model from PATH failed:" and C++ source locations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import ProfileError
+from ..errors import ProfileError
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .errors import ModelFileError
+from ..errors import ModelFileError
 
 PROVIDER = "CPUExecutionProvider"
 

@@ -64,7 +64,7 @@ def _add_publish(app: typer.Typer, guarded: Guard) -> None:
     ) -> None:
         """Publish a model: files first, the signed manifest last, then the `latest` pointer."""
         def go() -> None:
-            from .registry_publish import publish_entry
+            from .publish import publish_entry
 
             source = {k: v for k, v in {"run": source_run, "config_hash": config_hash}.items() if v}
             manifest, written = publish_entry(registry, name, _files(model, file), _json_option(metrics, "--metrics"),
@@ -173,7 +173,7 @@ def _add_admin(app: typer.Typer, guarded: Guard) -> None:
         def go() -> None:
             from incop_core.errors import IncopError
 
-            from .registry_serve import make_server, url_of
+            from .serve import make_server, url_of
 
             if not directory.is_dir():
                 raise IncopError(f"registry directory {directory} does not exist; publish a model into it first")
@@ -195,7 +195,7 @@ def _add_admin(app: typer.Typer, guarded: Guard) -> None:
         def go() -> None:
             from incop_core.errors import IncopError
 
-            from .registry_store import Store
+            from .store import Store
 
             store = Store(url)
             if store.local and not store.fs.isdir(store.root):

@@ -12,7 +12,7 @@ from incop_core.fileio import read_json
 from incop_core.masks import Mask
 from incop_core.rundir import finished_iterations
 
-from .errors import SparsityMismatch
+from ..errors import SparsityMismatch
 from .runload import load_state, require_finished
 
 

@@ -14,7 +14,7 @@ of QDQ, per-tensor weights, full range, graph optimisation basic / extended) wer
 per-tensor QOperator was 2x slower. What does pay on such a model is quantising only the fully connected
 layers (`int8-linear`: INT8 Gemm/MatMul, float convolutions): the QGemm saves more than its Q/DQ cost and
 the Linear weights are most of the file. The pipeline exports both and publishes an INT8 variant only
-where it is faster than its float source on the target profile (deploy/pipeline_summary.py).
+where it is faster than its float source on the target profile (deploy/pipeline/summary.py).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import numpy as np
 
 from incop_core.fileio import write_bytes_atomic
 
-from .errors import ExportFailed
+from ..bench.runtime import read_model
+from ..errors import ExportFailed
 from .onnx_export import check
-from .runtime import read_model
 
 CALIBRATION_BATCH = 32
 

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from .registry_errors import RegistryError, VerificationError
-from .registry_manifest import signed_payload
+from .errors import RegistryError, VerificationError
+from .manifest import signed_payload
 
 PRIVATE_ENV = "INCOP_SIGNING_KEY"
 PUBLIC_ENV = "INCOP_PUBLIC_KEY"

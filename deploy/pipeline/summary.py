@@ -7,7 +7,7 @@ from typing import Optional
 
 from incop_core.fileio import read_json, write_json_atomic
 
-from .errors import DeployError
+from ..errors import DeployError
 
 ACCURACY_KEPT = 0.01  # a variant "keeps" accuracy within 1 percentage point of dense (on validation)
 NIL_GAIN = 1.10  # below this p50 speed-up a latency gain is reported as nil
@@ -140,7 +140,7 @@ def published_metrics(export: dict, bench: dict, chosen: str) -> dict:
 
 def cached_benchmark(export_dir: Path, export: dict, profiles: list[str], rounds: int) -> dict:
     """Benchmark every exported variant against dense; reuse the stored result for the same settings."""
-    from deploy.bench import benchmark
+    from deploy.bench.run import benchmark
 
     path = Path(export_dir) / f"bench-{'-'.join(profiles)}-r{rounds}.json"
     if path.is_file():

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional, Union
 
-from .registry_errors import RegistryError
+from .errors import RegistryError
 
 RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")

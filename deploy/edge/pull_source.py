@@ -13,7 +13,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, BinaryIO
 
-from .registry_errors import RegistryError
+from .errors import RegistryError
 
 
 class Missing(Exception):

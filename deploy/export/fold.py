@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ExportFailed
 from .coupling import GroupPlan
-from .errors import ExportFailed
 
 MIN_CARRIER = 1e-2  # a carrier's constant must be at least this share of the largest one it stands for
 

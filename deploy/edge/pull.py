@@ -16,12 +16,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
 
+from .errors import DeviceError, NotFound, RegistryError, VerificationError
+from .manifest import LATEST, MANIFEST, MAX_MANIFEST_BYTES, MAX_POINTER_BYTES, SIGNED_LATEST, check_name, \
+    check_version, is_older, parse_manifest, parse_pointer, version_dir
 from .pull_device import CURRENT, PREVIOUS, Device
 from .pull_fetch import Retry, fetch, read_small
 from .pull_source import source_for
-from .registry_errors import DeviceError, NotFound, RegistryError, VerificationError
-from .registry_manifest import LATEST, MANIFEST, MAX_MANIFEST_BYTES, MAX_POINTER_BYTES, SIGNED_LATEST, check_name, \
-    check_version, is_older, parse_manifest, parse_pointer, version_dir
 from .signing import load_public_key, verify_manifest, verify_signed
 
 

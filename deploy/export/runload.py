@@ -17,7 +17,7 @@ from incop_core.masks import Mask
 from incop_core.models import build_model
 from incop_core.rundir import check_status, find_run, finished_iterations, read_record
 
-from .errors import DeployError, RunNotFinished
+from ..errors import DeployError, RunNotFinished
 
 
 @dataclass(frozen=True)

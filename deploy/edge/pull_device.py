@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .registry_errors import DeviceError
-from .registry_manifest import MANIFEST, VERSION_RE, parse_manifest, sha256_file
+from .errors import DeviceError
+from .manifest import MANIFEST, VERSION_RE, parse_manifest, sha256_file
 
 CURRENT, PREVIOUS, VERSIONS, PARTIAL, LOCK, TRUSTED_KEY = "current", "previous", "versions", ".partial", ".lock", \
     "trusted.pub"

@@ -82,7 +82,7 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
         """Validate sparsity, compact, and export ONNX (dense, pruned, compacted, INT8), each parity-checked."""
 
         def go() -> None:
-            from .export_run import export_run
+            from .run import export_run
             from .runload import resolve_run
 
             result = export_run(resolve_run(run, runs_dir), out, parity_images, calibration_images, int8, compaction)
@@ -102,9 +102,9 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
         """Benchmark ONNX models under onnxruntime CPU profiles (p50/p90/p99, throughput, share of peak)."""
 
         def go() -> None:
-            from .bench import benchmark
-            from .errors import ProfileError
-            from .report import write_report
+            from ..bench.report import write_report
+            from ..bench.run import benchmark
+            from ..errors import ProfileError
 
             names = [p.strip() for item in profile for p in item.split(",") if p.strip()]
             named = _named(models)

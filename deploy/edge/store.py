@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from .registry_errors import NotFound, RegistryError
-from .registry_manifest import LATEST, MANIFEST, VERSIONS, parse_manifest, version_dir
+from .errors import NotFound, RegistryError
+from .manifest import LATEST, MANIFEST, VERSIONS, parse_manifest, version_dir
 
 PUBLISH_LOCK = ".publish.lock"
 LOCK_WAIT, LOCK_STALE, LOCK_POLL = 60.0, 600.0, 0.05

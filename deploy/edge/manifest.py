@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .registry_errors import RegistryError
+from .errors import RegistryError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"

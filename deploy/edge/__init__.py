@@ -1,0 +1,1 @@
+"""The device side: registry, publish, pull, verify, predict, roll back, serve; no torch, torchvision or Prefect."""
