@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, List, Mapping, Optional
 
@@ -14,7 +15,8 @@ from rich.table import Table
 
 from .errors import IncopError, explain
 
-# Only typer and rich load at start-up: device commands (pull, predict) must run without torch.
+# Only typer and rich load at start-up: device commands (pull, predict) must run without torch. A command body
+# imports what it needs inside `guarded`, so a missing extra is one sentence (errors.explain) naming it.
 SCHEDULE_NAMES = "egp, lth, sap"
 CRITERION_NAMES = "accuracy, fixed-epochs, incop, incop-gf, incop-if"
 DISTANCE_NAMES = "cka, disagreement, gf-paper, gf-relative, if-matrix, if-paper, kl"
@@ -98,9 +100,6 @@ def prune(
     run_dir: Optional[Path] = typer.Option(None, help="Use this run directory instead of runs-dir/<config hash>."),
 ) -> None:
     """Fine-tune, then prune iteratively; re-running resumes after the last finished iteration."""
-    from .progress import ProgressPrinter
-    from .runner import run_pruning
-
     flags = {"model.name": model, "data.name": dataset, "data.root": data_root, "data.train_subset": train_subset,
              "data.test_subset": test_subset, "prune.schedule": schedule, "prune.criterion": criterion,
              "prune.scope": scope, "prune.iterations": iterations, "prune.max_epochs": max_epochs,
@@ -111,6 +110,9 @@ def prune(
         set_.append(f"prune.criterion.distance={distance}")
 
     def go() -> None:
+        from .progress import ProgressPrinter
+        from .runner import run_pruning
+
         cfg = build_config(config, flags, set_)
         with ProgressPrinter(console, cfg) as printer:
             run = run_pruning(cfg, runs_dir, run_dir, printer.on_event)
@@ -140,12 +142,12 @@ def compare(
     out: Optional[Path] = typer.Option(None, help="Comparison directory (default runs-dir/compare/<id>)."),
 ) -> None:
     """Run methods side by side on SAP's sparsity trajectory; write JSON, markdown and plots."""
-    from .compare import run_compare
-
     flags = {"model.name": model, "data.name": dataset, "data.train_subset": train_subset, "data.test_subset": test_subset,
              "prune.iterations": iterations, "prune.max_epochs": max_epochs, "device": device}
 
     def go() -> None:
+        from .compare import run_compare
+
         base = build_config(config, flags, set_)
         try:
             seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -210,19 +212,23 @@ def report(run: str = typer.Argument(..., help="Run hash (or a prefix) or direct
            runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where run directories live."),
            as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Show a run's iteration table."""
-    from .rundir import resolve_run
 
-    guarded(lambda: _print_report(resolve_run(run, runs_dir), as_json))
+    def go() -> None:
+        from .rundir import resolve_run
+
+        _print_report(resolve_run(run, runs_dir), as_json)
+
+    guarded(go)
+
+
+COMMANDS = "incop.commands"  # entry-point group in pyproject.toml: `name = "package.module:register"`
 
 
 def _register_commands() -> None:
-    """Commands that live beside the core: export and benchmarks, the edge registry, the Prefect flow."""
-    from deploy.edge import cli as cli_registry
-    from deploy.export import cli as cli_export
-    from flows import cli as cli_flows
-
-    for module in (cli_export, cli_registry, cli_flows):
-        module.register(app, guarded)
+    """Commands that live beside the core (export, bench, the edge registry, the Prefect pipeline): each package
+    declares them as an entry point, so the core imports none of them; loading one imports typer and rich only."""
+    for entry in sorted(entry_points(group=COMMANDS), key=lambda e: e.name):  # the help lists them in this order
+        entry.load()(app, guarded)
 
 
 _register_commands()

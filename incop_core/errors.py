@@ -1,8 +1,9 @@
 """Errors a user can meet. Each carries one sentence that names the fix; the CLI prints it and exits 2.
 
 `explain` maps the expected failures that are not ours (a read-only or full disk, a file where a folder
-belongs, a port in use, a corrupt JSON file, onnxruntime refusing a model, an unknown fsspec protocol) to
-such a sentence; anything else is a bug and keeps its traceback. Only the standard library loads here.
+belongs, a port in use, a corrupt JSON file, onnxruntime refusing a model, an unknown fsspec protocol, a
+command whose extra is not installed) to such a sentence; anything else is a bug and keeps its traceback.
+Only the standard library loads here.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class CorruptFile(IncopError, ValueError):
     """A file the program wrote (a run's JSON) no longer parses."""
 
 
+# What the `pipeline` extra installs, by import name: a command that needs one says which extra to install.
+PIPELINE_MODULES = {"torch", "torchvision", "torch_pruning", "onnx", "onnxscript", "prefect", "pydantic", "matplotlib",
+                    "zstandard", "fastapi", "sqlalchemy"}
 ORT_LOAD_ERRORS = {"Fail", "InvalidProtobuf", "NoSuchFile", "InvalidGraph", "InvalidArgument", "NotImplemented"}
 WRITE_DENIED = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
                 errno.EROFS: "read-only file system"}
@@ -83,6 +87,14 @@ def _explain_os(exc: OSError, outputs: Mapping[str, Optional[Path]]) -> Optional
             }.get(code)
 
 
+def _missing_extra(exc: BaseException) -> Optional[str]:
+    """A command run on the base install (an edge device) that needs the training side."""
+    missing = (getattr(exc, "name", None) or "").split(".")[0] if isinstance(exc, ImportError) else ""
+    if missing in PIPELINE_MODULES:
+        return f"this command needs the pipeline extra ({missing} is not installed): pip install 'incop[pipeline]'"
+    return None
+
+
 def _explain_other(exc: BaseException) -> Optional[str]:
     kind, module, text = type(exc).__name__, type(exc).__module__, str(exc).strip()
     first = text.splitlines()[0][:200] if text else kind
@@ -109,4 +121,4 @@ def explain(exc: BaseException, outputs: Optional[Mapping[str, Optional[Path]]] 
         return str(exc)
     if isinstance(exc, OSError) and exc.errno is not None:
         return _explain_os(exc, outputs or {})
-    return _explain_other(exc)
+    return _missing_extra(exc) or _explain_other(exc)

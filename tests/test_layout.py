@@ -1,9 +1,15 @@
-"""Project rules: the library never imports Prefect."""
+"""Project rules: the library never imports Prefect; the core imports neither deploy nor flows; the device side
+(deploy/edge) imports nothing of the training side; deploy/ is named by its parts."""
 
 import ast
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PARTS = {"export", "bench", "edge", "pipeline"}
+TRAINING_SIDE = ("torch", "torchvision", "prefect", "flows", "deploy.export", "deploy.bench", "deploy.pipeline")
+LAZY_ONNX = {"publish.py", "inspect.py"}  # publishing reads the model: onnx, inside their functions only
+SKIPPED_DIRS = {".git", ".venv", "build", "dist", "runs", "__pycache__", ".pytest_cache", "node_modules"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -17,8 +23,87 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
+def _imported(path: Path) -> list[tuple[str, bool]]:
+    """Every module `path` imports, absolute (relative imports resolved), with whether it is at module level."""
+    package = _module_name(path).split(".")
+    package = package if path.name == "__init__.py" else package[:-1]
+    tree = ast.parse(path.read_text())
+    top = {id(n) for n in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(a.name, id(node) in top) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found += [(module, id(node) in top)] if node.module else [(f"{module}.{a.name}", id(node) in top)
+                                                                      for a in node.names]
+    return found
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
 def test_library_packages_never_import_prefect():
     files = list((ROOT / "incop_core").rglob("*.py")) + list((ROOT / "deploy").rglob("*.py"))
     assert files
     offenders = [str(f.relative_to(ROOT)) for f in files if "prefect" in _imports(f)]
     assert offenders == []
+
+
+def test_the_core_imports_neither_deploy_nor_flows():
+    files = list((ROOT / "incop_core").rglob("*.py"))
+    offenders = {str(f.relative_to(ROOT)): sorted(_imports(f) & {"deploy", "flows"}) for f in files}
+    assert {f: names for f, names in offenders.items() if names} == {}
+
+
+def _edge_offence(path: Path, name: str, top_level: bool) -> bool:
+    if any(_within(name, banned) for banned in TRAINING_SIDE):
+        return True
+    if _within(name, "onnx"):
+        return top_level or path.name not in LAZY_ONNX
+    return _within(name, "incop_core") and name != "incop_core.errors"
+
+
+def test_the_device_side_imports_nothing_of_the_training_side():
+    files = list((ROOT / "deploy" / "edge").glob("*.py"))
+    assert len(files) > 10
+    offenders = [(str(f.relative_to(ROOT)), name) for f in files for name, top in _imported(f)
+                 if _edge_offence(f, name, top)]
+    assert offenders == []
+
+
+def test_the_import_resolver_sees_relative_and_lazy_imports(tmp_path):
+    assert ("deploy.edge.errors", True) in _imported(ROOT / "deploy" / "edge" / "pull.py")
+    assert ("onnx", False) in _imported(ROOT / "deploy" / "edge" / "inspect.py")
+    assert ("deploy.bench.runtime", True) in _imported(ROOT / "deploy" / "export" / "run.py")
+    assert ("deploy.export.artifacts", True) in _imported(ROOT / "deploy" / "export" / "run.py")  # from . import x
+
+
+def test_deploy_is_named_by_its_parts():
+    entries = {p.name for p in (ROOT / "deploy").iterdir() if p.name != "__pycache__"}
+    assert entries == PARTS | {"__init__.py", "errors.py"}
+    for part in PARTS:
+        doc = ast.get_docstring(ast.parse((ROOT / "deploy" / part / "__init__.py").read_text()))
+        assert doc and "\n" not in doc, f"deploy/{part}/__init__.py needs a one-line docstring"
+
+
+def _project_files() -> list[Path]:
+    found = []
+    for folder, dirs, names in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS and not d.endswith(".egg-info")]
+        found += [Path(folder) / n for n in names if Path(n).suffix in {".py", ".md", ".toml", ".yaml", ".yml", ".sh"}
+                  or n == "Dockerfile"]
+    return found
+
+
+def test_no_project_file_refers_to_the_shared_folder_outside_the_repository():
+    needle = "/".join(["..", "shared"])
+    files = _project_files()
+    assert ROOT / "Dockerfile" in files and ROOT / "scripts" / "bootstrap.sh" in files
+    assert [str(f.relative_to(ROOT)) for f in files if needle in f.read_text(errors="replace")] == []

@@ -1,4 +1,4 @@
-"""CLI commands of the edge registry (registered on the `incop` app by incop_core.cli).
+"""CLI commands of the edge registry (declared in pyproject's `incop.commands` entry points).
 
 Only typer loads here; each command imports its module when it runs, so `incop pull` and
 `incop predict` start without torch (devices have onnxruntime and numpy only).
