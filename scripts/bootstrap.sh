@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for incop: the FashionMNIST package (Debian, as root), a .venv with
-# torch from the local wheels, and the project with its pins. Safe to run again: it only adds
-# what is missing.
+# torch from the local wheels, and the project with its pins and every extra (pipeline, test).
+# Safe to run again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,5 +19,5 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
     echo "bootstrap: installing torch 2.14.1 / torchvision 0.29.1" >&2
     .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 fi
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[pipeline,test]"
 echo "bootstrap: ready (.venv)" >&2

@@ -33,7 +33,11 @@ def test_dockerfile_runs_as_a_non_root_user_and_serves_by_default():
     assert re.search(r"^FROM \$\{BASE\}", text, re.M) and "python:3.11" in text
     assert re.search(r"^USER incop$", text, re.M)
     assert 'ENTRYPOINT ["incop"]' in text and 'CMD ["serve"]' in text
-    assert "torch==2.14.1" in text and "pip install --no-cache-dir ." in text
+    assert "torch==2.14.1" in text and 'pip install --no-cache-dir ".[pipeline]"' in text
+    edge = text[text.index("AS edge"):text.index("AS worker")]
+    runs = [line for line in edge.splitlines() if line.startswith("RUN ")]
+    assert any("pip install --no-cache-dir . " in line for line in runs) and not any("torch" in line for line in runs)
+    assert text.rindex("FROM ") > text.index("AS edge")  # the worker is the last stage: plain `docker build` gives it
 
 
 @pytest.mark.slow
@@ -45,6 +49,6 @@ def test_the_dockerfile_install_commands_give_a_working_incop_in_a_fresh_virtual
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-cache-dir"]
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     subprocess.run([*pip, "torch==2.14.1", "torchvision==0.29.1"], check=True, env=env, timeout=900)
-    subprocess.run([*pip, str(ROOT)], check=True, env=env, timeout=900)
+    subprocess.run([*pip, f"{ROOT}[pipeline]"], check=True, env=env, timeout=900)
     done = subprocess.run([str(venv / "bin" / "incop"), "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "prune" in done.stdout and "pull" in done.stdout
