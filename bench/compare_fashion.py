@@ -1,4 +1,5 @@
-"""P1-P3 (SPEC 5), fairly: InCoP against SAP, the budget-matched baseline and accuracy stopping on FashionMNIST.
+"""P1-P3 (docs/algorithms.md §4.6), fairly: InCoP against SAP, the budget-matched baseline and accuracy stopping
+on FashionMNIST.
 
     .venv/bin/python bench/compare_fashion.py            # 5 seeds x 2 rewinds, 6 iterations: hours on 2 cores
     .venv/bin/python bench/compare_fashion.py --quick    # 1 seed, 2 iterations, a small subset: a smoke run

@@ -1,4 +1,5 @@
-"""Discrimination (SPEC 5): does each consistency signal separate unrecovered checkpoints from recovered ones?
+"""Discrimination (docs/algorithms.md §4.6): does each consistency signal separate unrecovered checkpoints from
+recovered ones?
 
     .venv/bin/python bench/flow_discrimination.py            # 3 seeds, small CNN width 32, ~15 min on one core
     .venv/bin/python bench/flow_discrimination.py --quick    # 1 seed, 8 dense epochs: a smoke run
@@ -80,7 +81,7 @@ def _best_k(table: dict) -> str:
 
 
 def render(fig: dict, seeds: list[dict], meta: dict) -> str:
-    lines = ["# Discrimination of consistency signals (SPEC 5)", "",
+    lines = ["# Discrimination of consistency signals (docs/algorithms.md §4.6)", "",
              f"A signal passes when AUROC(unrecovered gap > {100 * UNRECOVERED_GAP:g} pp vs recovered gap <= "
              f"{100 * RECOVERED_GAP:g} pp) >= {MIN_AUROC} and the random and 99 %-pruned (before retraining) networks "
              "are farther than every recovered checkpoint.", "",

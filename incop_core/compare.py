@@ -1,4 +1,5 @@
-"""The paper's comparison, made fair (SPEC 5): the same model, data, seeds and sparsity trajectory for every method.
+"""The paper's comparison, made fair (docs/algorithms.md §4.6): the same model, data, seeds and sparsity trajectory
+for every method.
 
 Per seed, SAP with the default rewind runs first; its remaining weights per iteration become `prune.follow`
 for every other method and rewind, so they differ only in when they stop retraining. A budget-matched

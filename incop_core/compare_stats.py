@@ -1,4 +1,4 @@
-"""Pure statistics of a comparison (SPEC 5): totals over seeds, ratios and paired differences against
+"""Pure statistics of a comparison (docs/algorithms.md §4.6): totals over seeds, ratios and paired differences against
 SAP of the same rewind and against the budget-matched baseline, and how identical the trajectories are.
 
 Records are keyed by label ("sap", "incop-kl@previous": method, then "@rewind" unless finetuned), then seed.

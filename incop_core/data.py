@@ -1,4 +1,4 @@
-"""Data sets as in-memory uint8 tensors with a seeded train/validation split (SPEC 4, stage 1).
+"""Data sets as in-memory uint8 tensors with a seeded train/validation split (stage 1; docs/algorithms.md §1).
 
 The test split is only ever used for reported figures; stopping decisions use validation.
 """

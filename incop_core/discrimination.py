@@ -1,4 +1,4 @@
-"""The discrimination ladder (SPEC 5): checkpoints of one model at known accuracy gaps, each measured
+"""The discrimination ladder (docs/algorithms.md §4.6): checkpoints of one model at known accuracy gaps, each measured
 against the dense network at its best validation epoch by every consistency-signal plug-in.
 
 Ladder: the dense network at each epoch of its (cosine) fine-tuning; the best dense network one-shot

@@ -1,4 +1,5 @@
-"""Scores of the discrimination test (SPEC 5): does a consistency signal carry information about accuracy?
+"""Scores of the discrimination test (docs/algorithms.md §4.6): does a consistency signal carry information about
+accuracy?
 
 Pure numpy over a checkpoint ladder's rows. A checkpoint is unrecovered when its validation gap to
 the dense reference is > 2 pp and recovered when it is <= 0.5 pp; a signal passes when its AUROC for

@@ -1,4 +1,4 @@
-"""Layer entropy of ReLU states and the EGP budget with water-filling (SPEC 3.6)."""
+"""Layer entropy of ReLU states and the EGP budget with water-filling (docs/algorithms.md §3.3)."""
 
 from __future__ import annotations
 

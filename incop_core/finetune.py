@@ -1,5 +1,5 @@
 """Fine-tuning (iteration 0) bookkeeping: the flows the paper's criteria need, the dense network's own noise
-under retraining for every consistency signal, and the plateau stop (SPEC 3.5, 5)."""
+under retraining for every consistency signal, and the plateau stop (docs/algorithms.md §1, §4.3–4.4)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .masks import Mask
 ALL_NEEDS = frozenset({LOGITS, FEATURES, GRADIENTS})
 PROBE_FLOWS = frozenset({FEATURES, GRADIENTS})
 PLATEAU = "plateau"
-PLATEAU_PP = 0.3  # SPEC 5: validation gaining < 0.3 pp over the last 2 epochs
+PLATEAU_PP = 0.3  # the plateau check (docs/algorithms.md §1): validation gaining < 0.3 pp over the last 2 epochs
 
 
 def reached_plateau(val_accs: list[float], plateau_pp: Optional[float]) -> bool:

@@ -1,4 +1,4 @@
-"""Which weights to prune: one magnitude function shared by every schedule (SPEC 3.1).
+"""Which weights to prune: one magnitude function shared by every schedule (docs/algorithms.md §2).
 
 Schedules answer "how many" as counts keyed by group: "*" means one ranking over the whole
 scope (global weights, or all filters), a layer name means a ranking inside that layer (layer,

@@ -15,7 +15,7 @@ from .fileio import write_bytes_atomic, write_json_atomic
 
 
 def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
-    """Every Conv2d and Linear weight with dim > 1, in named_modules() order (SPEC 2)."""
+    """Every Conv2d and Linear weight with dim > 1, in named_modules() order (docs/algorithms.md §1)."""
     return {
         f"{name}.weight": module.weight
         for name, module in model.named_modules()

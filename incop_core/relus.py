@@ -1,4 +1,5 @@
-"""ReLUs as distinct module calls, each mapped to the prunable layer whose output it rectifies (SPEC 3.6)."""
+"""ReLUs as distinct module calls, each mapped to the prunable layer whose output it rectifies
+(docs/algorithms.md §3.3)."""
 
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 def dense_plateau(records: list[dict]) -> dict:
     """How the dense model ended fine-tuning (iteration 0's record): epochs, validation accuracy per epoch, the gain
-    over its last 2 epochs and whether that is a plateau (< 0.3 pp, SPEC 5), and its test accuracy."""
+    over its last 2 epochs and whether that is a plateau (< 0.3 pp; docs/algorithms.md §7), and its test accuracy."""
     dense = records[0]
     accs = [h["val_acc"] for h in dense["history"] if h["epoch"] >= 1]
     return {"epochs": len(accs), "val_acc_per_epoch": accs, "best_val_acc": dense["val_acc"], "test_acc": dense["test_acc"],

@@ -1,4 +1,4 @@
-"""Information flow (IF) and gradient flow (GF), SPEC 3.4.
+"""Information flow (IF) and gradient flow (GF), as docs/algorithms.md §4.3 defines them.
 
 IF is built from sufficient statistics (per-channel sums, sums of squares and the cross
 products of consecutive layers), so the probe estimator here and a streaming estimator that

@@ -1,4 +1,4 @@
-"""One probe measurement of a network: the passes a consistency signal needs, and no more (SPEC 3.4)."""
+"""One probe measurement of a network: the passes a consistency signal needs, and no more (docs/algorithms.md §4.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Streaming flow estimators (SPEC 3.4): IF statistics and GF norms from the training epoch's own
+"""Streaming flow estimators (docs/algorithms.md §4.3–4.4): IF statistics and GF norms from the training epoch's own
 forward/backward passes, so a check costs no extra pass over data."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Sparsity trajectories: survivors per group after each iteration, read from one run and followed by others.
 
-A fair comparison (SPEC 5) gives every method the same remaining weights per iteration: the
+A fair comparison (docs/algorithms.md §4.6) gives every method the same remaining weights per iteration: the
 schedule's first run writes the trajectory, the others prune exactly down to it (`prune.follow`).
 Groups are the keys `magnitude.survivors` ranks over: "*" for global/filter scope, layer names otherwise.
 """

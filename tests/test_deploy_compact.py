@@ -11,7 +11,7 @@ from deploy.export.compact import compact, max_abs_difference
 from deploy.export.layers import has_bias_map
 from incop_core.models import ModelConfig, build_model
 
-TOLERANCE = 1e-4  # SPEC 3.7: max abs, float32
+TOLERANCE = 1e-4  # max abs, float32 (docs/algorithms.md §5.2)
 
 
 def _randomise_statistics(model: nn.Module, gen: torch.Generator) -> None:

@@ -1,4 +1,5 @@
-"""The discrimination test (SPEC 5): output consistency separates unrecovered checkpoints; the paper's IF ranks them worse."""
+"""The discrimination test (docs/algorithms.md §4.6): output consistency separates unrecovered checkpoints; the
+paper's IF ranks them worse."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""EGP: entropy, water-filling, the ReLU rewrite and the ReLU-to-layer map (SPEC 3.6)."""
+"""EGP: entropy, water-filling, the ReLU rewrite and the ReLU-to-layer map (docs/algorithms.md §3.3)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The formulas against independent computations (SPEC 3.3, 3.4)."""
+"""The formulas against independent computations (docs/algorithms.md §3.2, §4.3)."""
 
 import math
 

@@ -154,8 +154,18 @@ def test_a_partial_run_from_the_ui_keeps_the_served_parameters_and_shows_its_pro
     manifests = (folder / "registry" / "tiny-cnn" / "versions").glob("*/manifest.json")
     assert expected.config_hash() in {json.loads(m.read_text())["source"]["run"] for m in manifests}
 
-    logs = _call(api, lambda c: c.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[final.id])), limit=200))
-    text = "\n".join(log.message for log in logs)
+    def all_logs(client):  # the API returns at most 200 per call, and the last lines may still be on their way
+        async def pages():
+            found, page = [], None
+            while page is None or len(page) == 200:
+                page = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[final.id])), limit=200,
+                                              offset=len(found))
+                found += page
+            text = "\n".join(log.message for log in found)
+            return text if "benchmark edge-1t: fastest" in text else None
+        return pages()
+
+    text = _wait(lambda: _call(api, all_logs), 60, "the run's last log lines")
     assert "parameters: the served ones, with run.prune.iterations=3" in text
     assert "iteration 3/3 done" in text and "validation" in text and "benchmark edge-1t: fastest" in text
     artifacts = _call(api, lambda c: c.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[final.id]))))

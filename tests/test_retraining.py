@@ -1,5 +1,5 @@
 """Retraining as the InCoP criterion drives it: checks from epoch 0, step checks, fractional budgets, both
-rewinds, the shared fine-tuning and the dense network's noise (SPEC 3.5)."""
+rewinds, the shared fine-tuning and the dense network's noise (docs/algorithms.md §1, §4.3, §4.5)."""
 
 import pytest
 import torch

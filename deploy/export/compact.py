@@ -1,4 +1,4 @@
-"""Compaction (SPEC 3.7): turn all-zero filters into a smaller dense network with torch-pruning.
+"""Compaction (docs/algorithms.md §5.2): turn all-zero filters into a smaller dense network with torch-pruning.
 
 An output channel is removed when every layer that writes it (through residual additions, all of
 them) has an all-zero filter there; torch-pruning's dependency graph finds those couplings and

@@ -1,4 +1,4 @@
-"""Depth reduction (SPEC 3.6-3.7): a residual block whose branch ends in an all-zero conv adds only a
+"""Depth reduction (docs/algorithms.md §5.1): a residual block whose branch ends in an all-zero conv adds only a
 constant, so it becomes `relu(shortcut(x) + c)`; the branch's convolutions disappear from the graph."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Stage 4: the final model's measured sparsity equals the run's record and respects its mask (SPEC 4)."""
+"""Stage 4: the final model's measured sparsity equals the run's record and respects its mask
+(docs/algorithms.md §5)."""
 
 from __future__ import annotations
 

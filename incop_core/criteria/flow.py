@@ -1,4 +1,4 @@
-"""InCoP: stop once the information or gradient flow is back near the dense network's (SPEC 3.5)."""
+"""InCoP: stop once the information or gradient flow is back near the dense network's (docs/algorithms.md §4.4)."""
 
 from __future__ import annotations
 

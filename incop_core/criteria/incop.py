@@ -1,4 +1,4 @@
-"""InCoP: stop once the network is consistent with the dense one again (SPEC 3.4, 3.5).
+"""InCoP: stop once the network is consistent with the dense one again (docs/algorithms.md §4.3, §4.5).
 
 The consistency signal is a `distance` plug-in measured on the probe set; it is checked right after
 prune + rewind (epoch 0), then every `check_every` epochs and optionally every `check_every_steps` steps.

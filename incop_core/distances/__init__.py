@@ -1,4 +1,4 @@
-"""Consistency signals (SPEC 3.4): how far a network is from the dense one, measured on the probe set.
+"""Consistency signals (docs/algorithms.md §4.3): how far a network is from the dense one, measured on the probe set.
 
 A distance is a plug-in: one file, one registration, one function `(current, reference) -> float`
 over two `Snapshot`s of the same probe images. `needs` says what a snapshot must hold for it, so a

@@ -1,4 +1,4 @@
-"""C_l for every consecutive pair of watched layers, from a snapshot's channel means (SPEC 3.4)."""
+"""C_l for every consecutive pair of watched layers, from a snapshot's channel means (docs/algorithms.md §4.3)."""
 
 from __future__ import annotations
 

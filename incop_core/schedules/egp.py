@@ -1,5 +1,5 @@
-"""EGP: entropy-guided pruning (Liao et al. 2023, SPEC 3.6): prune low-entropy layers first, whole ones when
-their budget covers them, so unstructured pruning removes depth."""
+"""EGP: entropy-guided pruning (Liao et al. 2023; docs/algorithms.md §3.3): prune low-entropy layers first, whole
+ones when their budget covers them, so unstructured pruning removes depth."""
 
 from __future__ import annotations
 

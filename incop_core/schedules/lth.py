@@ -1,4 +1,4 @@
-"""Lottery Ticket / IMP: prune a fixed fraction of the survivors each iteration (SPEC 3.2)."""
+"""Lottery Ticket / IMP: prune a fixed fraction of the survivors each iteration (docs/algorithms.md §3.1)."""
 
 from __future__ import annotations
 

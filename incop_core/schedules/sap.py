@@ -1,4 +1,4 @@
-"""SAP: the PQ-index schedule of Diao et al. 2023 (SPEC 3.3)."""
+"""SAP: the PQ-index schedule of Diao et al. 2023 (docs/algorithms.md §3.2)."""
 
 from __future__ import annotations
 
