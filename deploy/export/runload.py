@@ -15,7 +15,7 @@ from incop_core.errors import CorruptFile
 from incop_core.fileio import read_json
 from incop_core.masks import Mask
 from incop_core.models import build_model
-from incop_core.rundir import check_status, find_run, finished_iterations, read_record
+from incop_core.rundir import check_status, finished_iterations, read_record
 
 from ..errors import DeployError, RunNotFinished
 
@@ -57,16 +57,6 @@ def load_state(path: Path) -> dict:
     except Exception as exc:
         raise DeployError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete its iteration folder "
                           f"and re-run `incop prune` to recompute it") from None
-
-
-def resolve_run(run: str, runs_dir: Path) -> Path:
-    """A run given as a directory, a hash, or a unique hash prefix under `runs_dir`."""
-    found = find_run(run, runs_dir)
-    if found is not None:
-        return found
-    if Path(run).exists():
-        raise DeployError(f"{run} is not a run directory (no {paths.CONFIG}); pass a directory made by `incop prune`")
-    raise DeployError(f"no single run {run!r} under {runs_dir}; list runs with `incop runs` or pass the run directory")
 
 
 def require_finished(run: Path) -> None:
