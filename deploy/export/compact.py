@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from .coupling import follower, plan_groups
-from .fold import capture_inputs, fold_group
-from .layers import fold_constant
+from .fold import fold_group
+from .layers import capture_inputs, fold_constant
 
 
 @dataclass
@@ -40,7 +40,8 @@ def compact(model: nn.Module, example: torch.Tensor) -> Compaction:
     names = {m: n for n, m in model.named_modules()}
     output_layer = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][-1]
     graph, plans = plan_groups(model, example, keep=[output_layer])
-    inputs = capture_inputs(model, list({r: None for p in plans for r in p.readers}), example)
+    readers = list({r: None for p in plans for r in p.readers})
+    inputs = {m: x[0] for m, x in capture_inputs(model, readers, example).items()}
     result, pending = Compaction(model), {}
     for plan in plans:
         fold_group(plan, inputs, names, pending, result.folded)

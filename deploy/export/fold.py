@@ -20,18 +20,6 @@ from .coupling import GroupPlan
 MIN_CARRIER = 1e-2  # a carrier's constant must be at least this share of the largest one it stands for
 
 
-def capture_inputs(model: nn.Module, layers: list[nn.Module], example: torch.Tensor) -> dict[nn.Module, torch.Tensor]:
-    captured: dict[nn.Module, torch.Tensor] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out: captured.__setitem__(mod, inp[0].detach())) for m in layers]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return captured
-
-
 def constant_part(x: torch.Tensor, channels: list[int], name: str) -> torch.Tensor:
     """The first sample of `x` with only `channels` kept; they must be the same for every input."""
     only = torch.zeros_like(x)

@@ -76,3 +76,17 @@ def fold_constant(layer: nn.Module, contribution: torch.Tensor, follower: Option
         return "map after BatchNorm"
     add_bias_map(layer, contribution)
     return "map"
+
+
+def capture_inputs(model: nn.Module, modules: list[nn.Module], example: torch.Tensor) -> dict[nn.Module, tuple]:
+    """The positional inputs (detached) each of `modules` received in one forward pass of `example`, in call order."""
+    captured: dict[nn.Module, tuple] = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, out: captured.__setitem__(mod, tuple(t.detach() for t in inp)))
+             for m in modules]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return captured

@@ -23,6 +23,7 @@ from incop_core.fileio import write_bytes_atomic
 
 from ..bench.runtime import logits
 from ..errors import ExportFailed
+from .layers import capture_inputs
 
 OPSET = 17
 INPUT, OUTPUT = "input", "logits"
@@ -56,20 +57,12 @@ def _export_bytes(module: nn.Module, example: tuple, opset: int) -> bytes:
 
 def locate_failure(model: nn.Module, example: torch.Tensor, opset: int = OPSET) -> str:
     """Name of the first leaf layer (in call order) that does not export on its own."""
-    calls: list[tuple[str, nn.Module, tuple]] = []
-    hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: calls.append((n, mod, inp)))
-             for n, m in model.named_modules() if not list(m.children())]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    for name, module, inputs in calls:
+    names = {m: n for n, m in model.named_modules() if not list(m.children())}
+    for module, inputs in capture_inputs(model, list(names), example).items():
         try:
-            _export_bytes(module, tuple(t.detach() for t in inputs), opset)
+            _export_bytes(module, inputs, opset)
         except Exception:
-            return f"{name} ({type(module).__name__})"
+            return f"{names[module]} ({type(module).__name__})"
     return "outside any single layer (in the model's forward code)"
 
 
