@@ -60,13 +60,14 @@ def error_sentence(stderr: str) -> str:
     return flat.split("error:", 1)[1].strip()
 
 
-def expect_user_error(outcome, *mentions: str) -> str:
-    """Exit 2, no traceback, exactly one `error:` sentence that names a fix and mentions each of `mentions`."""
+def expect_user_error(outcome, *mentions: str, fix_words: re.Pattern = FIX_WORDS) -> str:
+    """Exit 2, no traceback, exactly one `error:` sentence that names a fix (one of `fix_words`) and mentions each
+    of `mentions` (ignoring where the console wrapped it); the case is recorded for the BAD_INPUTS table."""
     code, stdout, stderr = outcome[:3]
     assert "Traceback" not in stdout + stderr, stderr
     assert code == 2, (code, stdout, stderr)
     sentence = error_sentence(stderr)
-    assert FIX_WORDS.search(sentence), f"the message names no fix: {sentence!r}"
+    assert fix_words.search(sentence), f"the message names no fix: {sentence!r}"
     squashed = "".join(sentence.split())
     for mention in mentions:
         assert "".join(str(mention).split()) in squashed, f"{mention!r} missing from {sentence!r}"

@@ -16,7 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 import incop_core.train
-from bad_inputs import Outcome, record
+from bad_inputs import Outcome, error_sentence, expect_user_error, incop_command
 from incop_core import paths
 from incop_core.cli import app, build_config
 from incop_core.idx import write_idx
@@ -42,25 +42,12 @@ def invoke(*args: str):
     return outcome
 
 
-def error_sentence(stderr: str) -> str:
-    """The one `error:` sentence on stderr, with the console's line wrapping undone."""
-    flat = " ".join(stderr.split())
-    assert flat.count("error:") == 1, f"expected exactly one error sentence on stderr, got: {stderr!r}"
-    return flat.split("error:", 1)[1].strip()
-
-
 def assert_user_error(outcome, *mentions: str) -> str:
-    code, stdout, stderr, exception = outcome
-    assert "Traceback" not in stdout + stderr
-    assert code == 2, f"exit {code}, exception {exception!r}, stderr {stderr!r}"
+    """expect_user_error, with this module's fix words, plus: the CLI exited by itself and printed nothing."""
+    sentence = expect_user_error(outcome, *mentions, fix_words=FIX_WORDS)
+    stdout, exception = outcome[1], outcome[3]
     assert isinstance(exception, SystemExit), f"unexpected exception {exception!r}"
     assert stdout.strip() == "", f"nothing belongs on stdout for a rejected input, got {stdout!r}"
-    sentence = error_sentence(stderr)
-    assert FIX_WORDS.search(sentence), f"the message names no fix: {sentence!r}"
-    squashed = "".join(sentence.split())  # the console may wrap a long path mid-word; see the test below
-    for mention in mentions:
-        assert "".join(mention.split()) in squashed, f"{mention!r} missing from {sentence!r}"
-    record(getattr(outcome, "argv", ()), code, sentence)
     return sentence
 
 
@@ -244,11 +231,6 @@ def test_report_of_an_unknown_run(tmp_path):
     assert_nothing_written(runs)
 
 
-def _cli_command() -> list[str]:
-    script = Path(sys.executable).with_name("incop")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "incop_core.cli"]
-
-
 @pytest.mark.parametrize("args, mention", [
     (["--schedule", "nope"], "unknown schedule"),
     (["--config", "/nope.json"], "/nope.json"),
@@ -256,7 +238,7 @@ def _cli_command() -> list[str]:
 def test_installed_command_exits_2_with_one_sentence(tmp_path, args, mention):
     runs = tmp_path / "runs"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*_cli_command(), "prune", *TINY, "--runs-dir", str(runs), *args], capture_output=True,
+    done = subprocess.run([*incop_command(), "prune", *TINY, "--runs-dir", str(runs), *args], capture_output=True,
                           text=True, env=env, timeout=120)
     assert "Traceback" not in done.stdout + done.stderr
     assert done.returncode == 2, done.stderr

@@ -56,4 +56,4 @@ def test_another_missing_module_is_still_a_bug():
 def test_a_command_without_its_extra_says_which_to_install(tmp_path, args):
     done = subprocess.run([sys.executable, "-c", BASE_INSTALL, *args], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path)
-    expect_user_error(Outcome.of(["incop", *args], done.returncode, done.stdout, done.stderr), "incop[pipeline]")
+    expect_user_error(Outcome.of(args, done.returncode, done.stdout, done.stderr), "incop[pipeline]")

@@ -13,7 +13,7 @@ import torch
 from onnx import helper
 from typer.testing import CliRunner
 
-from bad_inputs import record
+from bad_inputs import Outcome, expect_user_error
 
 from deploy.bench.flops import matmul_model
 from deploy.export.onnx_export import export_onnx
@@ -25,19 +25,10 @@ FIX_WORDS = re.compile(r"\b(choose|fix|pass|use|check|remove|list|wait|delete|re
 
 
 def assert_user_error(*args, mentions=()) -> str:
+    """Run the CLI in-process; expect_user_error over its output (stdout and stderr together), this module's fix words."""
     result = CliRunner().invoke(app, [str(a) for a in args])
-    output = result.output
-    assert "Traceback" not in output
-    assert result.exit_code == 2, f"exit {result.exit_code}: {output!r} {result.exception!r}"
-    flat = " ".join(output.split())
-    assert flat.count("error:") == 1, output
-    sentence = flat.split("error:", 1)[1].strip()
-    assert FIX_WORDS.search(sentence), f"no fix named in {sentence!r}"
-    squashed = "".join(sentence.split())
-    for mention in mentions:
-        assert "".join(str(mention).split()) in squashed, f"{mention!r} missing from {sentence!r}"
-    record(args, result.exit_code, sentence)
-    return sentence
+    return expect_user_error(Outcome.of(args, result.exit_code, "", result.output), *map(str, mentions),
+                             fix_words=FIX_WORDS)
 
 
 @pytest.fixture(scope="module")

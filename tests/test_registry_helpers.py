@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bad_inputs import Outcome, record
+from bad_inputs import Outcome, expect_user_error
 from deploy.edge.serve import RegistryHandler, make_server, start_in_thread, url_of
 
 FIX_WORDS = re.compile(r"\b(check|republish|publish|pass|use|omit|pull|wait|free|install|upgrade|choose|point|"
@@ -71,18 +71,9 @@ def invoke(*args):
 
 
 def assert_user_error(outcome, *mentions: str) -> str:
-    """Exit 2 with exactly one `error:` sentence that names a fix and mentions each of `mentions`."""
-    code, stdout, stderr = outcome
-    assert code == 2, (code, stdout, stderr)
-    assert "Traceback" not in stdout + stderr
-    flat = " ".join(stderr.split())
-    assert flat.count("error:") == 1, stderr
-    sentence = flat.split("error:", 1)[1].strip()
-    assert FIX_WORDS.search(sentence), sentence
-    for mention in mentions:
-        assert "".join(mention.split()) in "".join(sentence.split()), (mention, sentence)
-    record(getattr(outcome, "argv", ()), code, sentence)
-    return sentence
+    """Exit 2 with exactly one `error:` sentence that names a fix (this module's words) and mentions each of
+    `mentions`."""
+    return expect_user_error(outcome, *mentions, fix_words=FIX_WORDS)
 
 
 def tree_bytes(directory: Path) -> dict[str, bytes]:

@@ -152,7 +152,11 @@ def no_link(path: Path) -> None:
     except FileNotFoundError:
         return
     if linked:
-        raise DeviceError(f"{path} is a symbolic link; remove it and re-run the pull")
+        raise _planted(path)
+
+
+def _planted(path: Path) -> DeviceError:
+    return DeviceError(f"{path} is a symbolic link; remove it and re-run the pull")
 
 
 def _plain_file(path: Path) -> bool:
@@ -168,7 +172,7 @@ def _open_no_follow(path: Path, flags: int, mode: int = 0o644) -> int:
         return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise DeviceError(f"{path} is a symbolic link; remove it and re-run the pull") from None
+            raise _planted(path) from None
         raise DeviceError(f"cannot open {path} ({exc.strerror}); check the permissions of the device directory "
                           "and re-run the pull") from None
 
