@@ -47,13 +47,27 @@ TARGETS = {"P4_compacted": 3.0, "P4_int8": 5.0, "P5": 20.0, "P6": 0.5, "accuracy
 PROBE = (512, 128)  # probe size and batch, shared with bench/egp_resnet18.py so both reuse one dense fine-tune
 
 
-def config(args):
+def config(args, criterion=None):
+    """The bench's run: the product's default InCoP criterion, or `criterion` (the fixed-epochs twin)."""
+    prune_criterion = {"criterion": criterion} if criterion else {}
     return validate({"seed": 0, "device": args.device, "model": {"name": "resnet18"},
                      "data": {"name": "fashion-mnist", "train_subset": args.train_subset, "val_size": args.val_size},
                      "finetune_epochs": args.finetune_epochs,
                      "prune": {"iterations": args.iterations, "scope": "layer-filter", "max_epochs": args.epochs,
                                "schedule": {"kind": "lth", "fraction": args.fraction},
-                               "probe_size": PROBE[0], "probe_batch": PROBE[1]}})
+                               "probe_size": PROBE[0], "probe_batch": PROBE[1], **prune_criterion}})
+
+
+def against_fixed(records: list[dict], fixed: list[dict]) -> dict:
+    """InCoP's final network against the same run retraining fixed epochs (issue #19: within 1 pp)."""
+    last, base = records[-1], fixed[-1]
+    out = {"incop_epochs": sum(r["epochs"] for r in records[1:]), "fixed_epochs": sum(r["epochs"] for r in fixed[1:]),
+           "incop_stop": [r["stop_reason"] for r in records[1:]], "incop_test_acc": last["test_acc"],
+           "fixed_test_acc": base["test_acc"], "incop_val_acc": last["val_acc"], "fixed_val_acc": base["val_acc"],
+           "test_pp": 100 * (last["test_acc"] - base["test_acc"]), "val_pp": 100 * (last["val_acc"] - base["val_acc"]),
+           "same_remaining": last["remaining"] == base["remaining"]}
+    out["meets"] = out["test_pp"] >= -TARGETS["accuracy_pp"]
+    return out
 
 
 def figures(bench: dict, export: dict) -> dict:
@@ -99,6 +113,13 @@ def headline(fig: dict, cfg, plateau: dict) -> str:
         f"Published by the pipeline's rule: `{fig['published']}` ({fig['published_why'][fig['published']]}).", ""])
 
 
+def versus_sentence(v: dict) -> str:
+    return (f"InCoP against the same run retraining fixed epochs: {v['incop_epochs']:.3g} vs {v['fixed_epochs']:.3g} "
+            f"retraining epochs (stopped by {', '.join(v['incop_stop'])}); final test {100 * v['incop_test_acc']:.2f} % vs "
+            f"{100 * v['fixed_test_acc']:.2f} % ({v['test_pp']:+.2f} pp; validation {v['val_pp']:+.2f} pp) — "
+            f"{'meets' if v['meets'] else 'misses'} the 1 pp target (issue #19).\n")
+
+
 def len_train(cfg) -> int:
     return cfg.data.train_subset or 60000 - (cfg.data.val_size or 0)
 
@@ -128,9 +149,11 @@ def main(argv=None) -> int:
     run = run_pruning(cfg, args.runs_dir)
     times["prune_s"] = time.perf_counter() - start  # ~0 when the run was already finished (cached)
     records = load_records(run)
+    fixed = load_records(run_pruning(config(args, {"kind": "fixed-epochs"}), args.runs_dir))
+    versus = against_fixed(records, fixed)
     times["training_wall_s_recorded"] = sum(r["wall_seconds"] for r in records)
     if args.train_only:
-        print(f"trained: {run}; dense: {dense_plateau(records)}")
+        print(f"trained: {run}; dense: {dense_plateau(records)}; against fixed epochs: {versus}")
         return 0
     start = time.perf_counter()
     export = export_run(run, parity_images=2000)
@@ -141,15 +164,15 @@ def main(argv=None) -> int:
     times["bench_s"] = time.perf_counter() - start
     fig = figures(bench, export.manifest)
     plateau = dense_plateau(records)
-    extra = {"figures": fig, "targets": TARGETS, "config": cfg.model_dump(mode="json"), "run": run.name, "dense": plateau,
+    extra = {"figures": fig, "against_fixed_epochs": versus, "targets": TARGETS, "config": cfg.model_dump(mode="json"), "run": run.name, "dense": plateau,
              "iterations": [{k: r[k] for k in ("iteration", "epochs", "stop_reason", "remaining_fraction", "val_acc", "test_acc")}
                             for r in records],
              "stage_seconds": times, "command": "python bench/deploy_resnet18.py " + " ".join(argv or sys.argv[1:])}
     paths = write_report(bench, args.out, "deploy_resnet18", export=export.manifest,
                          title="ResNet-18 on FashionMNIST: dense vs filter-pruned / compacted / INT8 (onnxruntime CPU)",
-                         extra=extra, preface=headline(fig, cfg, plateau) + f"\nReproduce: `{extra['command'].strip()}` "
+                         extra=extra, preface=headline(fig, cfg, plateau) + versus_sentence(versus) + f"\nReproduce: `{extra['command'].strip()}` "
                                                               f"(stage seconds: {_rounded(times)}).\n")
-    print(headline(fig, cfg, plateau))
+    print(headline(fig, cfg, plateau) + versus_sentence(versus))
     print(_rounded(times), {k: str(v) for k, v in paths.items()})
     return 0
 

@@ -1,12 +1,16 @@
-"""The main job's real figures (issue #11): `incop pipeline` with its own defaults, measured end to end.
+"""The main job's real figures (issues #11, #19): `incop pipeline` with its own defaults, measured end to end, and
+its retraining against the same job retraining fixed epochs, over 3 seeds.
 
-    .venv/bin/python bench/main_job.py     # ~15-20 min on 2 cores; re-running reuses the finished stages
+    .venv/bin/python bench/main_job.py     # ~30-40 min on 2 cores; re-running reuses the finished stages
 
 Runs the `prune-and-export` flow with `PipelineParams()` exactly as `incop pipeline` does (Prefect's
-embedded server; only the runs and registry folders are moved under bench/results/main_job.work/), then
-writes bench/results/main_job.json: the dense model's plateau evidence (fine-tuning epochs, validation
-gain over its last 2 epochs), dense and per-variant validation and test accuracy (full test split),
-sizes, p50 per profile, which variant was published and why, its edge-1t and cpu-2t speed-ups, and the
+embedded server; the registry and Prefect's home are moved under bench/results/main_job.work/, runs live in
+bench/.runs/ beside the comparisons so identical fine-tunings are shared), then writes bench/results/main_job.json:
+the dense model's plateau evidence (fine-tuning epochs, validation gain over its last 2 epochs), dense and
+per-variant validation and test accuracy (full test split), sizes, p50 per profile, which variant was published
+and why, its edge-1t and cpu-2t speed-ups; and, for seeds 0-2, the main job's own pruning run beside the same
+config with the `fixed-epochs` criterion (every iteration max_epochs): total retraining epochs and their ratio, final
+test accuracy paired per seed with a 95 % interval, and the share of pruning time spent in checks (P3); the
 issue's targets with meets/misses.
 """
 
@@ -23,7 +27,37 @@ from incop_core.report import dense_plateau
 from incop_core.rundir import load_records
 
 ROOT = Path(__file__).resolve().parent
-TARGETS = {"edge_speedup": 2.5, "size_ratio": 4.0, "test_loss_pp": 1.0, "wall_minutes": 20.0}
+TARGETS = {"edge_speedup": 2.5, "size_ratio": 4.0, "test_loss_pp": 1.0, "wall_minutes": 20.0,
+           "epochs_ratio_to_fixed": 0.4, "acc_vs_fixed_pp": -0.2, "P3_check_share": 0.03}
+SEEDS = (0, 1, 2)
+
+
+def against_fixed(config, runs: Path) -> dict:
+    """The main job's pruning run and the same config retraining fixed max_epochs, per seed, paired."""
+    from incop_core.compare_stats import t_interval
+    from incop_core.config import validate
+    from incop_core.report import totals
+    from incop_core.runner import run_pruning
+
+    rows = []
+    for seed in SEEDS:
+        raw = {**config.model_dump(mode="json"), "seed": seed}
+        fixed = {**raw, "prune": {**raw["prune"], "criterion": {"kind": "fixed-epochs"}}}
+        incop, baseline = (totals(load_records(run_pruning(validate(r), runs))) for r in (raw, fixed))
+        rows.append({"seed": seed, "incop_epochs": incop["retrain_epochs"], "fixed_epochs": baseline["retrain_epochs"],
+                     "incop_test_acc": incop["final_test_acc"], "fixed_test_acc": baseline["final_test_acc"],
+                     "incop_remaining": incop["final_remaining_fraction"], "fixed_remaining": baseline["final_remaining_fraction"],
+                     "P3_check_share": incop["flow_share"], "incop_pruning_wall_s": incop["pruning_wall_seconds"],
+                     "fixed_pruning_wall_s": baseline["pruning_wall_seconds"]})
+    out = {"per_seed": rows,
+           "epochs_ratio_to_fixed": sum(r["incop_epochs"] for r in rows) / sum(r["fixed_epochs"] for r in rows),
+           "acc_vs_fixed_pp": t_interval(100 * (r["incop_test_acc"] - r["fixed_test_acc"]) for r in rows),
+           "P3_check_share": max(r["P3_check_share"] for r in rows),
+           "identical_remaining": all(r["incop_remaining"] == r["fixed_remaining"] for r in rows)}
+    out["meets"] = {"epochs_ratio_to_fixed": out["epochs_ratio_to_fixed"] <= TARGETS["epochs_ratio_to_fixed"],
+                    "acc_vs_fixed_pp": out["acc_vs_fixed_pp"]["mean"] >= TARGETS["acc_vs_fixed_pp"],
+                    "P3_check_share": out["P3_check_share"] <= TARGETS["P3_check_share"]}
+    return out
 
 
 def figures(export: dict, bench: dict, published: str, reasons: dict, records: list[dict], wall: float) -> dict:
@@ -56,6 +90,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=ROOT / "results" / "main_job.work")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "main_job.json")
+    ap.add_argument("--runs", type=Path, default=ROOT / ".runs", help="run directories (shared with the comparisons)")
     args = ap.parse_args(argv)
     (args.work / "prefect").mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(args.work / "prefect"))  # before Prefect is imported
@@ -65,7 +100,7 @@ def main(argv=None) -> int:
     from flows.pipeline import prune_and_export
 
     _local_only()
-    params = PipelineParams(runs_dir=str(args.work / "runs"), registry=str(args.work / "registry"))
+    params = PipelineParams(runs_dir=str(args.runs), registry=str(args.work / "registry"))
     start = time.perf_counter()
     result = prune_and_export(params)
     wall = time.perf_counter() - start
@@ -74,6 +109,7 @@ def main(argv=None) -> int:
     bench = read_json(run / "report" / "benchmark.json")
     published, reasons = explain_choice(export, bench, params.publish_variant, params.publish_profile)
     out = figures(export, bench, published, reasons, load_records(run), wall)
+    out["against_fixed"] = against_fixed(params.run, args.runs)
     out.update({"config": params.run.model_dump(mode="json"), "profiles": params.profiles, "bench_rounds": params.bench_rounds,
                 "system": bench["system"], "note": "wall_minutes counts only stages this invocation ran (finished ones are reused); "
                 "delete the work folder for a cold run.", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
@@ -82,6 +118,10 @@ def main(argv=None) -> int:
     print(f"published {published}: edge-1t {out['edge_1t_speedup']:.2f}x, cpu-2t {out['cpu_2t_speedup']:.2f}x, "
           f"{out['size_ratio_zstd']:.1f}x smaller (zstd), test {out['test_loss_pp']:.2f} pp lost; "
           f"dense plateau gain {out['dense']['val_gain_last_2_epochs_pp']:.2f} pp; {out['wall_minutes']:.1f} min")
+    fixed = out["against_fixed"]
+    print(f"against fixed epochs (seeds {list(SEEDS)}): epochs x{fixed['epochs_ratio_to_fixed']:.3f}, test "
+          f"{fixed['acc_vs_fixed_pp']['mean']:+.2f} pp [{fixed['acc_vs_fixed_pp']['low']:+.2f}, "
+          f"{fixed['acc_vs_fixed_pp']['high']:+.2f}], check share {100 * fixed['P3_check_share']:.2f} %; {fixed['meets']}")
     print(f"meets: {out['meets']}\nwrote {args.out}")
     return 0
 

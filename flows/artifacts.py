@@ -27,7 +27,8 @@ class PruneProgress:
     KEY = "prune-progress"
 
     def __init__(self, config: RunConfig, artifact: Optional[UUID] = None) -> None:
-        self.finetune, self.retrain, self.iterations = config.finetune_epochs, retrain_epochs(config), config.prune.iterations
+        self.finetune, self.iterations = config.finetune_epochs, config.prune.iterations
+        self.budgets = [retrain_epochs(config, t == self.iterations) for t in range(1, self.iterations + 1)]
         self.artifact, self.shown = artifact, 0.0
 
     @classmethod
@@ -39,12 +40,12 @@ class PruneProgress:
     def percent(self, iteration: int, epoch: Optional[float] = None) -> float:
         """How far the job is once `iteration` is finished (epoch None), or at `epoch` of it."""
         if epoch is None:
-            units = self.finetune + iteration * self.retrain
+            units = self.finetune + sum(self.budgets[:iteration])
         elif iteration == 0:
             units = min(epoch, self.finetune)
         else:
-            units = self.finetune + (iteration - 1) * self.retrain + min(epoch, self.retrain)
-        return min(100.0, 100.0 * units / (self.finetune + self.iterations * self.retrain))
+            units = self.finetune + sum(self.budgets[:iteration - 1]) + min(epoch, self.budgets[iteration - 1])
+        return min(100.0, 100.0 * units / (self.finetune + sum(self.budgets)))
 
     def _show(self, percent: float) -> None:
         if self.artifact and percent > self.shown:

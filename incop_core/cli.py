@@ -20,7 +20,7 @@ from .errors import IncopError, explain
 SCHEDULE_NAMES = "egp, lth, sap"
 CRITERION_NAMES = "accuracy, fixed-epochs, incop, incop-gf, incop-if"
 DISTANCE_NAMES = "cka, disagreement, gf-paper, gf-relative, if-matrix, if-paper, kl"
-COMPARE_METHODS = "sap,accuracy,incop-disagreement,matched-incop-disagreement"
+COMPARE_METHODS = "accuracy,incop-disagreement,matched-incop-disagreement,final-only,one-shot"
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Information Consistent Pruning for edge deployment.")
 console = Console(stderr=True)
@@ -125,7 +125,7 @@ def prune(
 @app.command()
 def compare(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON or TOML base config."),
-    methods: str = typer.Option(COMPARE_METHODS, help="Comma-separated: sap, lth, accuracy, incop-DISTANCE "
+    methods: str = typer.Option(COMPARE_METHODS, help="Comma-separated: sap, lth, egp (fixed epochs; the base schedule is the trajectory source), accuracy, final-only, one-shot, incop-DISTANCE "
                                 f"({DISTANCE_NAMES}), matched-incop-DISTANCE (fixed epochs, same total as incop-DISTANCE), "
                                 "legacy incop-if, incop-gf, incop-if-auto, incop-gf-auto."),
     seeds: str = typer.Option("0", help="Comma-separated seeds; figures are mean ± std, differences paired per seed."),
@@ -141,7 +141,7 @@ def compare(
     runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where run directories live (finished runs are reused)."),
     out: Optional[Path] = typer.Option(None, help="Comparison directory (default runs-dir/compare/<id>)."),
 ) -> None:
-    """Run methods side by side on SAP's sparsity trajectory; write JSON, markdown and plots."""
+    """Run methods side by side on the base schedule's sparsity trajectory (fixed epochs); write JSON, markdown and plots."""
     flags = {"model.name": model, "data.name": dataset, "data.train_subset": train_subset, "data.test_subset": test_subset,
              "prune.iterations": iterations, "prune.max_epochs": max_epochs, "device": device}
 

@@ -1,9 +1,11 @@
 """The paper's comparison, made fair (docs/algorithms.md §4.6): the same model, data, seeds and sparsity trajectory
 for every method.
 
-Per seed, SAP with the default rewind runs first; its remaining weights per iteration become `prune.follow`
-for every other method and rewind, so they differ only in when they stop retraining. A budget-matched
-method (`matched-incop-X`) retrains fixed epochs equal to incop-X's mean per iteration, same seed and rewind.
+Per seed, the base schedule with fixed max_epochs (SAP, or LTH on the structured path) runs first with the default
+rewind; its remaining weights per iteration become `prune.follow` for every other method and rewind, so they differ
+only in how long they retrain. A budget-matched method (`matched-incop-X`) retrains fixed epochs equal to incop-X's
+mean per iteration; `final-only` retrains 0 epochs in every iteration but the last; `one-shot` prunes once to the
+trajectory's final survivors; both retrain the last one max_epochs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import json
 from pathlib import Path
 from typing import Callable, Optional
 
-from .compare_stats import DEFAULT_REWIND, MATCHED, Records, label, remaining_spread_pp, summarise, summary_rows
+from .compare_stats import (DEFAULT_REWIND, MATCHED, Records, final_spread_pp, label, remaining_spread_pp, split_label,
+                            summarise, summary_rows)
 from .config import RunConfig, validate
 from .distances import DISTANCES
 from .errors import ConfigError
@@ -24,19 +27,25 @@ from .runner import run_pruning
 from .trajectory import trajectory
 
 FIXED = {"kind": "fixed-epochs"}
-SOURCE = "sap"  # the trajectory source, run with the default rewind
-OWN_SCHEDULE = {"lth"}  # a schedule baseline: it keeps its own trajectory (following SAP's would make it SAP)
+SCHEDULE_METHODS = ("lth", "sap", "egp")  # a schedule with fixed max_epochs; the base config's one is the source
 REWINDS = ("finetuned", "previous")
-LEGACY: dict[str, dict] = {  # prune-section overrides; SAP-based methods keep the base schedule's preset
-    "lth": {"schedule": {"kind": "lth"}, "criterion": FIXED},
-    "sap": {"criterion": FIXED},
+FINAL_ONLY, ONE_SHOT = "final-only", "one-shot"
+REWIND_FREE = (FINAL_ONLY, ONE_SHOT)  # they retrain only the final network, from the fine-tuned weights either way
+LEGACY: dict[str, dict] = {  # prune-section overrides; every method but the schedules keeps the base schedule
     "accuracy": {"criterion": {"kind": "accuracy", "tolerance": "auto"}},
+    FINAL_ONLY: {"criterion": {**FIXED, "intermediate_epochs": 0}},
+    ONE_SHOT: {"criterion": FIXED},
     "incop-if": {"criterion": {"kind": "incop-if"}},
     "incop-gf": {"criterion": {"kind": "incop-gf"}},
     "incop-if-auto": {"criterion": {"kind": "incop-if", "epsilon": "auto"}},
     "incop-gf-auto": {"criterion": {"kind": "incop-gf", "epsilon": "auto"}},
 }
-DEFAULT_METHODS = ("sap", "accuracy", "incop-disagreement", "matched-incop-disagreement")
+DEFAULT_METHODS = ("accuracy", "incop-disagreement", "matched-incop-disagreement", FINAL_ONLY, ONE_SHOT)
+
+
+def source_method(base: RunConfig) -> str:
+    """The trajectory source: the base config's schedule retraining a fixed max_epochs every iteration (SAP, LTH...)."""
+    return base.prune.schedule.kind
 
 
 def incop_methods() -> list[str]:
@@ -44,11 +53,14 @@ def incop_methods() -> list[str]:
 
 
 def method_names() -> list[str]:
-    return [m for m in LEGACY if not m.startswith("incop-")] + incop_methods() + [MATCHED + m for m in incop_methods()]
+    return [*SCHEDULE_METHODS, *(m for m in LEGACY if not m.startswith("incop-")), *incop_methods(),
+            *(MATCHED + m for m in incop_methods())]
 
 
 def overrides(method: str) -> dict:
     """The prune-section settings that make `method` (before follow, rewind and matched epochs)."""
+    if method in SCHEDULE_METHODS:
+        return {"schedule": {"kind": method}, "criterion": FIXED}
     if method in LEGACY:
         return LEGACY[method]
     if method.startswith("incop-") and method[len("incop-"):] in DISTANCES.names():
@@ -60,16 +72,19 @@ def overrides(method: str) -> dict:
 
 def method_raw(base: RunConfig, method: str, seed: int, rewind: str = DEFAULT_REWIND,
                follow: Optional[list[dict[str, int]]] = None, epochs: Optional[float] = None) -> dict:
-    """The raw run config of one method: base settings, the method's plug-ins, then rewind, follow and epochs."""
+    """The raw run config of one method: base settings, the method's plug-ins, then rewind, follow and epochs. A
+    schedule method keeps the base preset when it is the base's schedule; one-shot prunes once, to the end of `follow`."""
     raw = base.model_dump(mode="json")
     raw["seed"] = seed
     prune = raw["prune"]
-    prune.update(json.loads(json.dumps(overrides(method))))
-    if method not in OWN_SCHEDULE and prune["schedule"]["kind"] != "sap":
-        prune["schedule"] = {"kind": "sap"}
+    change = json.loads(json.dumps(overrides(method)))
+    if change.get("schedule", {}).get("kind") == prune["schedule"]["kind"]:
+        change.pop("schedule")
+    prune.update(change)
     prune["rewind"] = rewind
     if follow is not None:
-        prune["follow"] = follow
+        prune["follow"] = [follow[-1]] if method == ONE_SHOT else follow
+        prune["iterations"] = 1 if method == ONE_SHOT else prune["iterations"]
     if epochs is not None:
         prune["criterion"]["epochs"] = epochs
     return raw
@@ -89,10 +104,10 @@ def matched_epochs(records: list[dict]) -> float:
     return t["retrain_epochs"] / t["iterations"]
 
 
-def plan(methods: list[str], rewinds: list[str]) -> list[tuple[str, str]]:
-    """(method, rewind) in run order for one seed: the trajectory source first, budget-matched methods last.
-    SAP runs under every rewind, as the reference of the methods beside it."""
-    methods = list(dict.fromkeys([SOURCE, *methods]))
+def plan(methods: list[str], rewinds: list[str], source: str = "sap") -> list[tuple[str, str]]:
+    """(method, rewind) in run order for one seed: the trajectory source first, budget-matched methods last. The source
+    runs under every rewind, as the reference of the methods beside it; final-only and one-shot once."""
+    methods = list(dict.fromkeys([source, *methods]))
     for method in methods:
         overrides(method)
         if method.startswith(MATCHED) and method[len(MATCHED):] not in methods:
@@ -100,9 +115,10 @@ def plan(methods: list[str], rewinds: list[str]) -> list[tuple[str, str]]:
     unknown = [r for r in rewinds if r not in REWINDS]
     if unknown or not rewinds:
         raise ConfigError(f"unknown rewinds {unknown or rewinds}; choose from: {', '.join(REWINDS)}")
-    order = [(SOURCE, DEFAULT_REWIND)]
+    order = [(source, DEFAULT_REWIND)]
     for matched in (False, True):
-        order += [(m, r) for r in rewinds for m in methods if m.startswith(MATCHED) == matched and (m, r) != order[0]]
+        order += [(m, r) for r in rewinds for m in methods if m.startswith(MATCHED) == matched and (m, r) != order[0]
+                  and (m not in REWIND_FREE or r == DEFAULT_REWIND)]
     return order
 
 
@@ -116,18 +132,19 @@ def run_seed(base: RunConfig, order: list[tuple[str, str]], seed: int, runs_root
     """Run (or reuse) every (method, rewind) of one seed; returns records per label and the followed trajectory."""
     records: dict[str, list[dict]] = {}
     follow: list[dict[str, int]] = []
+    source = source_method(base)
     for method, rewind in order:
         name = label(method, rewind)
         on_event("method", {"method": name, "seed": seed})
         epochs = matched_epochs(records[label(method[len(MATCHED):], rewind)]) if method.startswith(MATCHED) else None
-        follows = name != SOURCE and method not in OWN_SCHEDULE
+        follows = name != source and (method not in SCHEDULE_METHODS or method == source)
         config = method_config(base, method, seed, rewind, follow if follows else None, epochs)
         run = run_pruning(config, runs_root, on_event=on_event)
         records[name] = load_records(run)
-        if name == SOURCE:
+        if name == source:
             follow = trajectory(run)
             if len(follow) != base.prune.iterations:
-                raise ConfigError(f"the SAP run {run} finished {len(follow)} of {base.prune.iterations} iterations; "
+                raise ConfigError(f"the {source} run {run} finished {len(follow)} of {base.prune.iterations} iterations; "
                                   "re-run to finish it")
     return records, follow
 
@@ -138,7 +155,8 @@ def run_compare(base: RunConfig, methods: list[str], seeds: list[int], runs_root
     """Run (or reuse) every method x rewind x seed, then write comparison.json, comparison.md and the plots."""
     from .plots import comparison_plots
 
-    order = plan(list(methods), list(rewinds))
+    source = source_method(base)
+    order = plan(list(methods), list(rewinds), source)
     methods = list(dict.fromkeys(m for m, _ in order))
     out = Path(out) if out else Path(runs_root) / "compare" / comparison_id(base, methods, seeds, tuple(rewinds))
     records: Records = {label(m, r): {} for m, r in order}
@@ -147,21 +165,24 @@ def run_compare(base: RunConfig, methods: list[str], seeds: list[int], runs_root
         by_label, trajectories[seed] = run_seed(base, order, seed, runs_root, on_event)
         for name, rs in by_label.items():
             records[name][seed] = rs
-    summary = summarise(records, SOURCE)
-    following = [name for name in records if name.partition("@")[0] not in OWN_SCHEDULE]
-    identical = {"max_abs_diff_pp": remaining_spread_pp(records, following), "labels": following}
-    write_json_atomic(out / "comparison.json", {"base_config": base.model_dump(mode="json"), "methods": methods,
-                                                "rewinds": list(rewinds), "seeds": seeds, "labels": list(records),
-                                                "summary": summary, "identical_remaining": identical,
+    summary = summarise(records, source)
+    following = [name for name in records if split_label(name)[0] not in (*SCHEDULE_METHODS, ONE_SHOT)
+                 or split_label(name)[0] == source]
+    identical = {"max_abs_diff_pp": remaining_spread_pp(records, following), "labels": following,
+                 "final_max_abs_diff_pp": final_spread_pp(records, [n for n in records if n in following or n == ONE_SHOT])}
+    write_json_atomic(out / "comparison.json", {"base_config": base.model_dump(mode="json"), "source": source,
+                                                "methods": methods, "rewinds": list(rewinds), "seeds": seeds,
+                                                "labels": list(records), "summary": summary, "identical_remaining": identical,
                                                 "trajectories": trajectories, "records": records})
     plots = comparison_plots(records, out)
-    write_text_atomic(out / "comparison.md", "# Comparison\n\n" + markdown_table(summary_rows(summary)) + "\n"
+    write_text_atomic(out / "comparison.md", "# Comparison\n\n" + markdown_table(summary_rows(summary, source)) + "\n"
                       + _identical_line(identical) + "".join(f"![{p.stem}]({p.name})\n" for p in plots))
     return out
 
 
 def _identical_line(identical: dict) -> str:
-    gap = identical["max_abs_diff_pp"]
+    gap, final = identical["max_abs_diff_pp"], identical.get("final_max_abs_diff_pp")
     text = "n/a" if gap is None else f"{gap:.3f} pp"
+    last = "" if final is None else f"; at the final iteration, one-shot included: {final:.3f} pp"
     return (f"Remaining weights, largest difference between methods at any iteration and seed: {text} "
-            f"({', '.join(identical['labels'])}).\n\n")
+            f"({', '.join(identical['labels'])}){last}.\n\n")

@@ -1,5 +1,6 @@
 """Pure statistics of a comparison (docs/algorithms.md §4.6): totals over seeds, ratios and paired differences against
-SAP of the same rewind and against the budget-matched baseline, and how identical the trajectories are.
+the fixed-epoch source of the same rewind (SAP, or LTH on the structured path), and for every InCoP method against the
+budget-matched, final-only and one-shot baselines, and how identical the trajectories are.
 
 Records are keyed by label ("sap", "incop-kl@previous": method, then "@rewind" unless finetuned), then seed.
 """
@@ -16,6 +17,7 @@ from .report import totals
 Records = dict[str, dict[int, list[dict]]]
 DEFAULT_REWIND = "finetuned"
 MATCHED = "matched-"
+BASELINES = {"matched": None, "final_only": "final-only", "one_shot": "one-shot"}  # InCoP is paired with each
 # Student t quantile t_{0.975, df} for df = 1..30 (two-sided 95 %); beyond, the Cornish-Fisher series below.
 T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
         2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
@@ -76,6 +78,13 @@ def remaining_spread_pp(records: Records, labels: list[str]) -> Optional[float]:
     return worst
 
 
+def final_spread_pp(records: Records, labels: list[str]) -> Optional[float]:
+    """Largest difference in final remaining weights (pp) between `labels` on any seed (one-shot has one iteration)."""
+    seeds = set.intersection(*(set(records[name]) for name in labels)) if labels else set()
+    gaps = [max(v) - min(v) for v in ([100 * records[n][s][-1]["remaining_fraction"] for n in labels] for s in seeds)]
+    return max(gaps) if gaps else None
+
+
 def _mean_std(values: list) -> dict:
     array = np.array([v for v in values if v is not None], dtype=float)
     return {"mean": float(array.mean()) if array.size else None, "std": float(array.std()) if array.size else None}
@@ -85,31 +94,42 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a / b if a is not None and b else None
 
 
-def _against_sap(row: dict, sap: dict) -> None:
-    row["epochs_ratio_to_sap"] = _ratio(row["retrain_epochs"]["mean"], sap["retrain_epochs"]["mean"])
-    row["wall_ratio_to_sap"] = _ratio(row["pruning_wall_seconds"]["mean"], sap["pruning_wall_seconds"]["mean"])
-    row["test_acc_diff_pp_vs_sap"] = 100 * (row["final_test_acc"]["mean"] - sap["final_test_acc"]["mean"])
+def _against_source(row: dict, source: dict) -> None:
+    row["epochs_ratio_to_source"] = _ratio(row["retrain_epochs"]["mean"], source["retrain_epochs"]["mean"])
+    row["wall_ratio_to_source"] = _ratio(row["pruning_wall_seconds"]["mean"], source["pruning_wall_seconds"]["mean"])
+    row["test_acc_diff_pp_vs_source"] = 100 * (row["final_test_acc"]["mean"] - source["final_test_acc"]["mean"])
+
+
+def _baseline(kind: str, method: str, rewind: str) -> str:
+    """The label an InCoP method is paired with: its budget-matched twin (same rewind), or final-only / one-shot."""
+    return label(MATCHED + method, rewind) if BASELINES[kind] is None else BASELINES[kind]
 
 
 def summarise(records: Records, source: str = "sap") -> dict:
     """Per label: mean and std over seeds of the totals, final remaining %, ratios and paired test-accuracy
-    differences against SAP of the same rewind, against the budget-matched run of an InCoP method, and the
-    largest remaining-weights gap (pp) to the trajectory `source`."""
+    differences against the fixed-epoch `source` of the same rewind, for an InCoP method against its budget-matched
+    run and the final-only and one-shot baselines (with its epochs over theirs), and the largest remaining-weights gap
+    (pp) to the source."""
     summary = {name: {k: _mean_std([totals(r)[k] for r in by_seed.values()]) for k in TOTAL_KEYS}
                for name, by_seed in records.items()}
     for name, row in summary.items():
         method, rewind = split_label(name)
         final = row["final_remaining_fraction"]["mean"]
         row["final_remaining_pct"] = None if final is None else 100 * final
-        sap = label("sap", rewind)
-        if sap in summary:
-            _against_sap(row, summary[sap])
-            row["test_acc_pp_vs_sap"] = paired_pp(records, name, sap)
-        matched = label(MATCHED + method, rewind)
-        if method.startswith("incop-") and matched in summary:
-            row["test_acc_pp_vs_matched"] = paired_pp(records, name, matched)
-        if source in records:
+        reference = label(source, rewind)
+        if reference in summary:
+            _against_source(row, summary[reference])
+            row["test_acc_pp_vs_source"] = paired_pp(records, name, reference)
+        for kind in BASELINES:
+            other = _baseline(kind, method, rewind)
+            paired = method.startswith("incop-") or (kind != "matched" and method == source)  # the source: does it matter?
+            if paired and other in summary and other != name:
+                row[f"test_acc_pp_vs_{kind}"] = paired_pp(records, name, other)
+                row[f"epochs_ratio_to_{kind}"] = _ratio(row["retrain_epochs"]["mean"], summary[other]["retrain_epochs"]["mean"])
+        if source in records and method != "one-shot":
             row["remaining_gap_pp_vs_source"] = remaining_spread_pp(records, [name, source])
+        elif source in records:
+            row["remaining_gap_pp_vs_source"] = final_spread_pp(records, [name, source])
     return summary
 
 
@@ -129,13 +149,16 @@ def _opt(value: Optional[float], spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
-def summary_rows(summary: dict) -> list[dict]:
+def summary_rows(summary: dict, source: str = "sap") -> list[dict]:
+    ref = source.upper() if source == "sap" else source
     return [{"method": m, "retrain epochs": _fmt(s["retrain_epochs"], digits=1),
              "pruning wall s": _fmt(s["pruning_wall_seconds"], digits=1),
              "flow share %": _fmt(s["flow_share"], 100), "remaining %": _fmt(s["final_remaining_fraction"], 100),
-             "test acc %": _fmt(s["final_test_acc"], 100), "epochs ÷ SAP": _opt(s.get("epochs_ratio_to_sap"), ".3f"),
-             "wall ÷ SAP": _opt(s.get("wall_ratio_to_sap"), ".3f"),
-             "acc − SAP pp [95 %]": _interval_text(s.get("test_acc_pp_vs_sap")),
+             "test acc %": _fmt(s["final_test_acc"], 100), f"epochs ÷ {ref}": _opt(s.get("epochs_ratio_to_source"), ".3f"),
+             f"wall ÷ {ref}": _opt(s.get("wall_ratio_to_source"), ".3f"),
+             f"acc − {ref} pp [95 %]": _interval_text(s.get("test_acc_pp_vs_source")),
              "acc − matched pp [95 %]": _interval_text(s.get("test_acc_pp_vs_matched")),
+             "acc − final-only pp [95 %]": _interval_text(s.get("test_acc_pp_vs_final_only")),
+             "acc − one-shot pp [95 %]": _interval_text(s.get("test_acc_pp_vs_one_shot")),
              "remaining gap pp": _opt(s.get("remaining_gap_pp_vs_source"), ".3f")}
             for m, s in summary.items()]

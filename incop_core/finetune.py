@@ -14,7 +14,7 @@ from .criteria import EpochRecord, Verdict
 from .distances import DISTANCES, FEATURES, GRADIENTS, LOGITS, Snapshot
 from .distances.connectivity import information_flow_vector
 from .epsilon import auto_epsilon
-from .masks import Mask
+from .masks import Mask, prunable_weights
 
 ALL_NEEDS = frozenset({LOGITS, FEATURES, GRADIENTS})
 PROBE_FLOWS = frozenset({FEATURES, GRADIENTS})
@@ -59,6 +59,19 @@ class FinetuneRecorder:
         return {"reference": {key: v.tolist() for key, v in flows.items()}, "auto_epsilon": auto,
                 "plateau_gain_pp": gain, "plateau": gain is not None and gain < PLATEAU_PP,
                 "finetune_flows": [{k: v.tolist() for k, v in row.items()} for row in self.flows]}
+
+
+class SettleCapture:
+    """A criterion that never stops and keeps the prunable weights at its first check after a step: the dense network
+    after one decision-check interval of the calibration's retraining (docs/algorithms.md §4.3)."""
+
+    def __init__(self) -> None:
+        self.weights: Optional[dict] = None
+
+    def check(self, epoch: EpochRecord) -> Verdict:
+        if self.weights is None and epoch.epoch > 0:
+            self.weights = {n: w.detach().cpu().clone() for n, w in prunable_weights(epoch.model).items()}
+        return Verdict(False)
 
 
 def calibrate(model: nn.Module, reference: Snapshot, retrain: Callable[[], float],

@@ -15,6 +15,7 @@ RECORDS = "records.json"
 WEIGHTS = "weights.pt"
 MASK = "mask.pt"
 RECORD = "record.json"
+SETTLE = "settle.pt"  # iteration 0: the dense weights after one decision-check interval of retraining
 DENSE_CACHE = "dense"
 
 

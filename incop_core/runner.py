@@ -21,22 +21,23 @@ from . import magnitude, paths
 from .config import RunConfig
 from .criteria import CRITERIA, CriterionContext
 from .data import Dataset, batches, load_dataset
+from .decision import settle_steps
 from .devices import place_dataset, prepare_model, resolve
 from .distributed import barrier, main_only, world
 from .errors import IncopError
 from .distances import DISTANCES, Snapshot
 from .fileio import copy_folder_atomic, save_torch_atomic, write_json_atomic
-from .finetune import ALL_NEEDS, PLATEAU, FinetuneRecorder, calibrate
+from .finetune import ALL_NEEDS, PLATEAU, FinetuneRecorder, SettleCapture, calibrate
 from .signals import gradient_flow, information_flow
 from .masks import Mask, prunable_weights
+from .next_decision import NextDecision
 from .models import build_model
 from .report import chance_warnings
 from .rundir import (clear_partial, finished_iterations, load_records, locked, open_run, read_record, read_status,
                      write_status)
-from .schedules import SCHEDULES, PruneState
 from .snapshot import take_snapshot
-from .train import CheckPlan, evaluate, train
-from .trajectory import follow_counts, group_survivors
+from .train import CheckPlan, evaluate, steps_per_epoch, train
+from .trajectory import group_survivors
 
 Events = Callable[[str, dict], None]
 DENSE_CACHE_VERSION = 3  # bump when iteration 0's record changes shape
@@ -46,7 +47,7 @@ def _quiet(kind: str, info: dict) -> None:
     return None
 
 
-class Pruning:
+class Pruning(NextDecision):
     """State shared by the stages of one run."""
 
     def __init__(self, config: RunConfig, run: Path, on_event: Events) -> None:
@@ -60,6 +61,8 @@ class Pruning:
         gen = torch.Generator().manual_seed(config.seed + 1)
         index = torch.randperm(len(self.data.train), generator=gen)[: config.prune.probe_size]
         self.probe_split = self.data.train.subset(index.to(self.data.train.labels.device))
+        self._settle: Optional[tuple[dict, dict]] = None
+        self._settle_moved: Optional[dict] = None
 
     def probe(self):
         return batches(self.probe_split, self.config.prune.probe_batch, self.data, self.device)
@@ -72,19 +75,22 @@ class Pruning:
         record = {"iteration": iteration, "remaining": mask.remaining_total(), "total": mask.total(),
                   "remaining_fraction": mask.remaining_total() / mask.total(), "remaining_per_layer": mask.remaining(),
                   "epochs": epochs, "stop_reason": stop,
-                  "distances": [{"epoch": h["epoch"], "distance": h["distance"]} for h in history if h["distance"] is not None],
+                  "distances": [{"epoch": h["epoch"], "distance": h["distance"]} for h in history if h.get("distance") is not None],
+                  "mask_distances": [{"epoch": h["epoch"], "mask_distance": h["mask_distance"]} for h in history
+                                     if h.get("mask_distance") is not None],
                   "history": history, "val_acc": evaluate(self.model, self.data.val, self.data, self.device),
                   "test_acc": evaluate(self.model, self.data.test, self.data, self.device),
                   "wall_seconds": wall, "flow_seconds": flow_seconds, **(extra or {})}
         return {**record, "warnings": chance_warnings(record, self.data.num_classes)}
 
-    def save_iteration(self, iteration: int, mask: Mask, record: dict) -> None:
-        """Write weights, mask and record into a temporary folder, then rename it into place (rank 0 only)."""
+    def save_iteration(self, iteration: int, mask: Mask, record: dict, extra: Optional[dict] = None) -> None:
+        """Write weights, mask, record (and `extra` tensors by file name) into a temporary folder, then rename it into
+        place (rank 0 only)."""
         if world().is_main:
-            self._write_iteration(iteration, mask, record)
+            self._write_iteration(iteration, mask, record, extra or {})
         barrier()
 
-    def _write_iteration(self, iteration: int, mask: Mask, record: dict) -> None:
+    def _write_iteration(self, iteration: int, mask: Mask, record: dict, extra: dict) -> None:
         final = paths.iteration_dir(self.run, iteration)
         tmp = final.with_name(final.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -92,6 +98,8 @@ class Pruning:
         save_torch_atomic(tmp / paths.WEIGHTS, {k: v.detach().cpu() for k, v in self.model.state_dict().items()})
         mask.save(tmp / paths.MASK)
         write_json_atomic(tmp / paths.RECORD, record)
+        for name, tensors in extra.items():
+            save_torch_atomic(tmp / name, tensors)
         os.replace(tmp, final)
 
     def load_iteration(self, iteration: int) -> tuple[dict, Mask]:
@@ -116,7 +124,7 @@ class Pruning:
                        self.config.seed, keep_best=True, stream=True,
                        on_epoch=lambda row: self.emit("epoch", {"iteration": 0, **row}))
         self.model.load_state_dict(result.best_state)
-        best = 1 + max(range(len(result.history)), key=lambda e: (result.history[e]["val_acc"], -e))
+        best = 1 + max(range(len(result.history)), key=lambda e: (result.history[e]["val_acc"] or -1.0, -e))
         flow_start = time.perf_counter()
         reference = self.snapshot(self.model, mask, ALL_NEEDS)
         noise = calibrate(self.model, reference, lambda: self._retrain_once(mask), self.snapshot, mask, result.best_val_acc)
@@ -125,16 +133,19 @@ class Pruning:
                              result.flow_seconds + time.perf_counter() - flow_start,
                              {"dense_best_val_acc": result.best_val_acc, "best_epoch": best, **recorder.summary(best, reference),
                               "noise": noise})
-        self.save_iteration(0, mask, record)
+        self.save_iteration(0, mask, record, {paths.SETTLE: self._settle_moved} if self._settle_moved else None)
         if world().is_main:
             copy_folder_atomic(paths.iteration_dir(self.run, 0), paths.dense_cache(self.run, dense_key(self.config)))
         self.emit("iteration", record)
         return self.load_iteration(0)
 
     def _retrain_once(self, mask: Mask) -> float:
-        """One retraining epoch of the dense network (nothing pruned); its validation accuracy."""
-        fixed = CRITERIA.build(CRITERIA.config_for("fixed-epochs")(), None)
-        result = train(self.model, self.data, mask, self.config.optim.retraining(), fixed, 1, self.device, self.config.seed + 999)
+        """One retraining epoch of the dense network (nothing pruned); its validation accuracy. The weights after its
+        first decision-check interval are kept too (`settle.pt`): the decision noise of section 4.3."""
+        capture = SettleCapture()
+        result = train(self.model, self.data, mask, self.config.optim.retraining(), capture, 1, self.device,
+                       self.config.seed + 999, plan=CheckPlan(every_steps=settle_steps(self.steps_per_epoch())))
+        self._settle_moved = capture.weights
         return result.history[-1]["val_acc"]
 
     def _from_dense_cache(self) -> bool:
@@ -148,6 +159,9 @@ class Pruning:
         self.emit("stage", {"name": "finetune", "epochs": 0, "cached": str(cached)})
         return True
 
+    def steps_per_epoch(self) -> int:
+        return steps_per_epoch(self.data, max(1, self.config.optim.batch_size // world().size))
+
     def iterate(self, t: int, dense: dict, previous: tuple[dict, Mask], context: CriterionContext) -> tuple[dict, Mask]:
         """Prune the previous iteration's trained weights, rewind (fine-tuned or previous weights), retrain."""
         if t in finished_iterations(self.run):
@@ -156,12 +170,7 @@ class Pruning:
         self.emit("stage", {"name": "iteration", "iteration": t, "max_epochs": prune.max_epochs})
         self.model.load_state_dict(previous[0])
         weights = {n: w.detach() for n, w in prunable_weights(self.model).items()}
-        if prune.follow is not None:
-            counts = follow_counts(previous[1], prune.scope, prune.follow[t - 1])
-        else:
-            counts = SCHEDULES.build(prune.schedule).prune_counts(PruneState(weights, previous[1], prune.scope, t, self.model, self.probe))
-            if prune.round_to:
-                counts = magnitude.round_filter_counts(counts, previous[1], prune.round_to)
+        counts = self.prune_counts(t, weights, previous[1])
         mask = magnitude.prune(weights, previous[1], counts, prune.scope)
         if prune.follow is not None and group_survivors(mask, prune.scope) != prune.follow[t - 1]:
             raise IncopError(f"iteration {t} could not reach the followed sparsity {prune.follow[t - 1]} in {prune.scope} "
@@ -169,29 +178,37 @@ class Pruning:
         self.model.load_state_dict(dense if prune.rewind == "finetuned" else previous[0])
         structured = prune.scope in magnitude.STRUCTURED
         mask.apply_(self.model, norms=structured)
-        criterion = CRITERIA.build(prune.criterion, context)
-        result = train(self.model, self.data, mask, self.config.optim.retraining(), criterion, retrain_epochs(self.config),
+        final = t == prune.iterations
+        here, calibration = self.iteration_context(context, t, mask, final)
+        criterion = CRITERIA.build(prune.criterion, here)
+        result = train(self.model, self.data, mask, self.config.optim.retraining(), criterion, retrain_epochs(self.config, final),
                        self.device, self.config.seed + 1000 * t, stream=getattr(prune.criterion, "estimator", None) == "stream",
-                       on_epoch=lambda row: self.emit("epoch", {"iteration": t, **row}), plan=check_plan(prune.criterion),
+                       on_epoch=lambda row: self.emit("epoch", {"iteration": t, **row}),
+                       plan=check_plan(prune.criterion, final, self.steps_per_epoch()),
                        norms=structured)
         record = self.record(t, mask, result.epochs, result.stop_reason, result.history, time.perf_counter() - start,
-                             result.flow_seconds, {"pruned": sum(counts.values()), "epsilon": getattr(criterion, "epsilon", None),
-                                                   "rewind": prune.rewind})
+                             result.flow_seconds + calibration,
+                             {"pruned": sum(counts.values()), "epsilon": getattr(criterion, "epsilon", None),
+                              "rewind": prune.rewind, "final": final, "decision_noise": here.decision_noise})
         self.save_iteration(t, mask, record)
         self.emit("iteration", record)
         return self.load_iteration(t)
 
 
-def retrain_epochs(config: RunConfig) -> float:
-    """prune.max_epochs, or the fixed-epochs criterion's own (possibly fractional) `epochs`."""
-    epochs = getattr(config.prune.criterion, "epochs", None)
-    return config.prune.max_epochs if epochs is None else epochs
+def retrain_epochs(config: RunConfig, final: bool = True) -> float:
+    """One iteration's retraining budget: the criterion's own (fixed epochs, the final iteration's cap), else max_epochs."""
+    criterion = config.prune.criterion
+    budget = getattr(criterion, "budget", None)
+    return config.prune.max_epochs if budget is None else budget(config.prune.max_epochs, final)
 
 
-def check_plan(criterion) -> CheckPlan:
-    """Ask every criterion at epoch 0 (a consistent network retrains 0 epochs), then as its config says."""
-    return CheckPlan(at_start=True, every_epochs=getattr(criterion, "check_every", 1),
-                     every_steps=getattr(criterion, "check_every_steps", None))
+def check_plan(criterion, final: bool = True, steps_per_epoch: int = 1) -> CheckPlan:
+    """Ask every criterion at epoch 0 (a consistent network retrains 0 epochs), then as its config says; InCoP's
+    intermediate iterations also check their next prune decision every eighth of an epoch."""
+    every_steps = getattr(criterion, "check_every_steps", None)
+    if criterion.kind == "incop" and not final:
+        every_steps = settle_steps(steps_per_epoch)
+    return CheckPlan(at_start=True, every_epochs=getattr(criterion, "check_every", 1), every_steps=every_steps)
 
 
 def probe_flows_every_epoch(config: RunConfig) -> bool:

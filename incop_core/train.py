@@ -113,19 +113,29 @@ class _Loop:
         return self.steps / self.steps_per_epoch
 
     def ask(self, loss: float, streamed=None) -> bool:
-        """Evaluate, ask the criterion, record the check; True when training must stop."""
-        val_acc, epoch = evaluate(self.model, self.data.val, self.data, self.device), self.epochs
+        """Ask the criterion and record the check; True when training must stop. Validation accuracy is measured at
+        epoch ends (it is reported); at mid-epoch checks only when the criterion reads it."""
+        epoch = self.epochs
         epoch = int(round(epoch)) if abs(epoch - round(epoch)) < 1e-9 else epoch
-        verdict: Verdict = self.criterion.check(EpochRecord(epoch, val_acc, loss, self.model, self.mask, streamed))
-        result = self.result
+        seen: dict[str, float] = {}
+
+        def validate() -> float:
+            if "val" not in seen:
+                seen["val"] = evaluate(self.model, self.data.val, self.data, self.device)
+            return seen["val"]
+
+        measured = validate() if float(epoch).is_integer() else None
+        verdict: Verdict = self.criterion.check(EpochRecord(epoch, measured, loss, self.model, self.mask, streamed, validate))
+        result, val_acc = self.result, seen.get("val")
         result.epochs, result.flow_seconds = epoch, result.flow_seconds + verdict.flow_seconds
-        if self.keep_best and val_acc > result.best_val_acc:
-            result.best_state = copy.deepcopy(self.model.state_dict())
-        result.best_val_acc = max(result.best_val_acc, val_acc)
+        if val_acc is not None:
+            if self.keep_best and val_acc > result.best_val_acc:
+                result.best_state = copy.deepcopy(self.model.state_dict())
+            result.best_val_acc = max(result.best_val_acc, val_acc)
         row = {"epoch": epoch, "train_loss": loss if math.isfinite(loss) else None, "val_acc": val_acc, "distance": verdict.distance,
-               "seconds": time.perf_counter() - self.started}
+               "mask_distance": verdict.mask_distance, "seconds": time.perf_counter() - self.started}
         result.history.append(row)
-        if self.on_epoch:
+        if self.on_epoch and val_acc is not None:  # mid-epoch decision checks stay in the history, not in the log
             self.on_epoch(row)
         if verdict.stop:
             result.stop_reason = verdict.reason or MAX_EPOCHS

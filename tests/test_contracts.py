@@ -10,7 +10,6 @@ from pydantic import BaseModel
 from incop_core import magnitude
 from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
 from incop_core.distances import DISTANCES, Snapshot
-from incop_core.epsilon import auto_threshold
 from incop_core.masks import Mask, prunable_weights
 from incop_core.models import ModelConfig, build_model
 from incop_core.registry import Registry
@@ -82,7 +81,8 @@ DENSE = _snapshot([0, 1, 2, 3] * 4)
 def _context(measured, noise=None):
     """A context whose probe measurement always returns `measured` (a Snapshot)."""
     measure = lambda signal, m, k: np.zeros_like(FAR[signal])  # noqa: E731
-    return CriterionContext(0.9, FAR, measure, {}, lambda model, mask, needs: measured, DENSE, noise or {})
+    return CriterionContext(0.9, FAR, measure, {}, lambda model, mask, needs: measured, DENSE, noise or {},
+                            probe_size=len(DENSE.logits))
 
 
 FAR_SNAPSHOT = _snapshot([1, 2, 3, 0] * 4, seed=10)
@@ -157,14 +157,6 @@ def test_incop_stops_at_epoch_zero_when_the_pruned_network_is_already_consistent
     assert verdict.stop and verdict.reason == "flow" and verdict.distance == pytest.approx(0.0, abs=1e-9)
     far = CRITERIA.build(config, _context(FAR_SNAPSHOT, {distance: 1e-6}))
     assert not far.check(_record(0, 0.5, model)).stop and far.epsilon < DISTANCES.get(distance)(FAR_SNAPSHOT, DENSE)
-
-
-def test_auto_threshold_sits_between_the_dense_noise_and_the_fresh_distance():
-    for noise, fresh in [(0.02, 0.5), (0.1, 0.3), (1e-4, 10.0)]:
-        assert noise <= auto_threshold(noise, fresh) < fresh
-    assert auto_threshold(0.1, 0.05) == 0.1  # already within the dense network's own noise: stop at once
-    assert 0 < auto_threshold(None, 0.4) < 0.4  # no noise measured: still below the fresh distance
-    assert auto_threshold(0.1, float("inf")) == 0.1
 
 
 def test_registry_refuses_duplicate_names_and_lists_names():

@@ -25,7 +25,7 @@ from incop_core.masks import Mask
 from incop_core.rundir import finished_iterations, load_records, open_run, read_status
 from incop_core.runner import run_pruning
 
-STOP_REASONS = {"flow", "accuracy", "max-epochs"}
+STOP_REASONS = {"settled", "flow", "plateau", "accuracy", "max-epochs"}
 RECORD_FIELDS = {"remaining", "remaining_per_layer", "epochs", "stop_reason", "distances", "val_acc", "test_acc",
                  "wall_seconds", "flow_seconds"}
 ENV_ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

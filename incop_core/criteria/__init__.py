@@ -16,16 +16,29 @@ from ..masks import Mask
 from ..registry import Registry
 
 FLOW, ACCURACY, MAX_EPOCHS = "flow", "accuracy", "max-epochs"
+SETTLED, PLATEAU = "settled", "plateau"  # the next prune decision stopped moving; the distance stopped improving
 
 
 @dataclass(frozen=True)
 class EpochRecord:
     epoch: float  # epochs trained so far in this iteration: 0 before any step, fractional at step checks
-    val_acc: float
+    measured_val_acc: Optional[float]  # None at mid-epoch checks until a criterion reads `val_acc`
     train_loss: float
     model: nn.Module
     mask: Mask
     stream: Optional[Mapping[str, np.ndarray]] = None  # IF/GF streamed from this epoch's passes
+    validate: Optional[Callable[[], float]] = None  # one (memoised) validation pass, for mid-epoch checks
+
+    @property
+    def val_acc(self) -> float:
+        """Validation accuracy: measured at epoch ends, computed on first read at a mid-epoch check."""
+        if self.measured_val_acc is not None or self.validate is None:
+            return self.measured_val_acc
+        return self.validate()
+
+    @property
+    def at_epoch_end(self) -> bool:
+        return float(self.epoch).is_integer()
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,7 @@ class Verdict:
     reason: Optional[str] = None
     distance: Optional[float] = None
     flow_seconds: float = 0.0
+    mask_distance: Optional[float] = None  # how far the next prune decision moved since the previous check
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,11 @@ class CriterionContext:
     snapshot: Optional[Callable[[nn.Module, Mask, frozenset], Snapshot]] = None  # probe measurement of a network
     dense: Optional[Snapshot] = None  # the dense network's snapshot at its best epoch (the reference)
     noise: Mapping[str, float] = field(default_factory=dict)  # the dense network's noise under one retraining epoch
+    final: bool = True  # the last iteration (retrains the shipped network); False: retraining serves the next prune
+    decide: Optional[Callable[[Mapping], Mask]] = None  # intermediate: weights -> the mask the next prune would leave
+    decision_noise: Optional[float] = None  # intermediate: how far one check interval moves a converged decision
+    probe_size: int = 0  # images in the probe set (the resolution of the output-consistency signals)
+    max_epochs: int = 1  # the per-iteration retraining budget the run declares (prune.max_epochs)
 
 
 def consistency_verdict(distance: float, epsilon: float, val_acc: float, dense_best_val_acc: float,

@@ -15,6 +15,14 @@ class FixedEpochsConfig(BaseModel):
     epochs: Optional[NonNegativeFloat] = Field(
         None, description="Retrain exactly this many epochs per iteration (fractional: whole steps), instead of "
                           "prune.max_epochs; the budget-matched baseline sets it to InCoP's mean.")
+    intermediate_epochs: Optional[NonNegativeFloat] = Field(
+        None, description="Epochs of every iteration but the last (None: as the others); 0 with the last one retrained "
+                          "in full is the final-only baseline.")
+
+    def budget(self, max_epochs: int, final: bool) -> float:
+        """Retraining epochs of one iteration."""
+        full = max_epochs if self.epochs is None else self.epochs
+        return full if final or self.intermediate_epochs is None else self.intermediate_epochs
 
 
 @CRITERIA.register("fixed-epochs", FixedEpochsConfig)

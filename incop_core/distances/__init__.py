@@ -36,6 +36,7 @@ class Distance:
     needs: frozenset[str]
     fn: DistanceFn
     summary: str
+    counted: bool = False  # the value is a share of probe images (binomial: its resolution and tests follow)
 
     def __call__(self, current: Snapshot, reference: Snapshot) -> float:
         if not _finite(current, self.needs):
@@ -57,11 +58,12 @@ class DistanceRegistry:
     def __init__(self) -> None:
         self._entries: dict[str, Distance] = {}
 
-    def register(self, name: str, needs: tuple[str, ...], summary: str) -> Callable[[DistanceFn], DistanceFn]:
+    def register(self, name: str, needs: tuple[str, ...], summary: str,
+                 counted: bool = False) -> Callable[[DistanceFn], DistanceFn]:
         def add(fn: DistanceFn) -> DistanceFn:
             if name in self._entries:
                 raise ValueError(f"distance {name!r} is registered twice")
-            self._entries[name] = Distance(name, frozenset(needs), fn, summary)
+            self._entries[name] = Distance(name, frozenset(needs), fn, summary, counted)
             return fn
         return add
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import torch
+
 from . import DISTANCES, LOGITS, Snapshot
 
 
-@DISTANCES.register("disagreement", (LOGITS,), "share of probe images whose top-1 class differs from the dense network's")
+def agreement(current: Snapshot, reference: Snapshot) -> torch.Tensor:
+    """Per probe image: True where the top-1 class is the dense network's."""
+    return current.logits.argmax(1) == reference.logits.argmax(1)
+
+
+@DISTANCES.register("disagreement", (LOGITS,), "share of probe images whose top-1 class differs from the dense network's",
+                    counted=True)
 def disagreement(current: Snapshot, reference: Snapshot) -> float:
-    return float((current.logits.argmax(1) != reference.logits.argmax(1)).double().mean())
+    return float((~agreement(current, reference)).double().mean())

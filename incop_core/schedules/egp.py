@@ -21,6 +21,8 @@ class EgpConfig(BaseModel):
 
 @SCHEDULES.register("egp", EgpConfig)
 class EntropyGuided:
+    probes_data = True  # its counts need a pass over the probe set (the next-decision check holds them)
+
     def __init__(self, config: EgpConfig) -> None:
         self.config = config
 

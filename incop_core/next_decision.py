@@ -1,0 +1,76 @@
+"""The runner's side of the next prune decision (docs/algorithms.md §4.3): the counts an iteration prunes, the
+decision function an intermediate iteration's InCoP criterion checks, and the dense network's decision noise τ.
+
+`NextDecision` is mixed into `runner.Pruning`, whose state (config, model, data, probe, run directory) it uses.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import replace
+
+import torch
+
+from . import magnitude, paths
+from .criteria import CRITERIA, CriterionContext
+from .decision import Decide, decision_noise, settle_steps
+from .masks import Mask, prunable_weights
+from .schedules import SCHEDULES, PruneState
+from .train import train
+from .trajectory import follow_counts
+
+
+class NextDecision:
+    """Prune counts, the next-decision function and its noise for one run (needs the attributes of runner.Pruning)."""
+
+    def prune_counts(self, t: int, weights: dict, mask: Mask) -> dict[str, int]:
+        """How many entries iteration t prunes per group: the followed trajectory, or the schedule (then round_to)."""
+        prune = self.config.prune
+        if prune.follow is not None:
+            return follow_counts(mask, prune.scope, prune.follow[t - 1])
+        counts = SCHEDULES.build(prune.schedule).prune_counts(PruneState(weights, mask, prune.scope, t, self.model, self.probe))
+        return magnitude.round_filter_counts(counts, mask, prune.round_to) if prune.round_to else counts
+
+    def decider(self, t: int, mask: Mask) -> Decide:
+        """Weights -> the mask iteration t would prune `mask` to. A schedule that probes data (EGP) is asked once, on
+        the first weights given, and its counts are held: every later decision is the magnitude ranking alone."""
+        held: dict[str, dict[str, int]] = {}
+        probes = getattr(SCHEDULES.build(self.config.prune.schedule), "probes_data", False) and self.config.prune.follow is None
+
+        def decide(weights) -> Mask:
+            counts = held.get("counts") or self.prune_counts(t, weights, mask)
+            if probes:
+                held["counts"] = counts
+            return magnitude.prune(weights, mask, counts, self.config.prune.scope)
+        return decide
+
+    def iteration_context(self, context: CriterionContext, t: int, mask: Mask, final: bool) -> tuple[CriterionContext, float]:
+        """The criterion's view of iteration t, and the seconds spent measuring the dense decision noise."""
+        context = replace(context, final=final, probe_size=len(self.probe_split), max_epochs=self.config.prune.max_epochs)
+        if final or self.config.prune.criterion.kind != "incop":
+            return context, 0.0
+        start = time.perf_counter()
+        decide = self.decider(t + 1, mask)
+        decide({n: w.detach() for n, w in prunable_weights(self.model).items()})  # a probing schedule's counts: held now
+        dense, moved = self.settled_dense()
+        return replace(context, decide=decide, decision_noise=decision_noise(decide, dense, moved, mask)), time.perf_counter() - start
+
+    def settled_dense(self) -> tuple[dict, dict]:
+        """The dense network's prunable weights, and the same after one decision-check interval of retraining (the
+        calibration's seed and learning rate): how far noise alone moves a converged network's prune decision."""
+        cached = paths.iteration_dir(self.run, 0) / paths.SETTLE
+        if self._settle is None and cached.is_file():  # saved by the calibration: free
+            state = self.load_iteration(0)[0]
+            here = {n: state[n] for n in prunable_weights(self.model)}
+            self._settle = (here, torch.load(cached, map_location="cpu", weights_only=True))
+        if self._settle is None:  # a fine-tuning from before settle.pt existed: measure it now (one interval)
+            model = copy.deepcopy(self.model)
+            model.load_state_dict(self.load_iteration(0)[0])
+            here = {n: w.detach().clone() for n, w in prunable_weights(model).items()}
+            fixed = CRITERIA.build(CRITERIA.config_for("fixed-epochs")(), None)
+            epochs = settle_steps(self.steps_per_epoch()) / self.steps_per_epoch()
+            train(model, self.data, Mask.dense(model), self.config.optim.retraining(), fixed, epochs, self.device,
+                  self.config.seed + 999)
+            self._settle = (here, {n: w.detach().clone() for n, w in prunable_weights(model).items()})
+        return self._settle
