@@ -94,12 +94,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     (args.work / "prefect").mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(args.work / "prefect"))  # before Prefect is imported
-    from deploy.pipeline.summary import explain_choice
     from flows.cli import _local_only
+
+    _local_only()  # before Prefect is imported: its settings (the embedded server's start timeout) are read then
+    from deploy.pipeline.summary import explain_choice
     from flows.params import PipelineParams
     from flows.pipeline import prune_and_export
 
-    _local_only()
     params = PipelineParams(runs_dir=str(args.runs), registry=str(args.work / "registry"))
     start = time.perf_counter()
     result = prune_and_export(params)

@@ -167,7 +167,8 @@ class Pruning(NextDecision):
         if t in finished_iterations(self.run):
             return self.load_iteration(t)
         start, prune = time.perf_counter(), self.config.prune
-        self.emit("stage", {"name": "iteration", "iteration": t, "max_epochs": prune.max_epochs})
+        self.emit("stage", {"name": "iteration", "iteration": t,
+                            "max_epochs": retrain_epochs(self.config, t == prune.iterations)})
         self.model.load_state_dict(previous[0])
         weights = {n: w.detach() for n, w in prunable_weights(self.model).items()}
         counts = self.prune_counts(t, weights, previous[1])
