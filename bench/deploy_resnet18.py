@@ -38,7 +38,7 @@ from deploy.bench.run import benchmark
 from deploy.export.run import export_run
 from deploy.pipeline.summary import explain_choice
 from incop_core.config import validate
-from incop_core.report import dense_plateau, plateau_sentence
+from incop_core.report import dense_plateau, plateau_sentence, totals
 from incop_core.rundir import load_records
 from incop_core.runner import run_pruning
 
@@ -61,7 +61,7 @@ def config(args, criterion=None):
 def against_fixed(records: list[dict], fixed: list[dict]) -> dict:
     """InCoP's final network against the same run retraining fixed epochs (issue #19: within 1 pp)."""
     last, base = records[-1], fixed[-1]
-    out = {"incop_epochs": sum(r["epochs"] for r in records[1:]), "fixed_epochs": sum(r["epochs"] for r in fixed[1:]),
+    out = {"incop_epochs": totals(records)["retrain_epochs"], "fixed_epochs": totals(fixed)["retrain_epochs"],
            "incop_stop": [r["stop_reason"] for r in records[1:]], "incop_test_acc": last["test_acc"],
            "fixed_test_acc": base["test_acc"], "incop_val_acc": last["val_acc"], "fixed_val_acc": base["val_acc"],
            "test_pp": 100 * (last["test_acc"] - base["test_acc"]), "val_pp": 100 * (last["val_acc"] - base["val_acc"]),

@@ -126,7 +126,7 @@ def summarise(records: Records, source: str = "sap") -> dict:
             if paired and other in summary and other != name:
                 row[f"test_acc_pp_vs_{kind}"] = paired_pp(records, name, other)
                 row[f"epochs_ratio_to_{kind}"] = _ratio(row["retrain_epochs"]["mean"], summary[other]["retrain_epochs"]["mean"])
-        if source in records and method != "one-shot":
+        if source in records and method != BASELINES["one_shot"]:
             row["remaining_gap_pp_vs_source"] = remaining_spread_pp(records, [name, source])
         elif source in records:
             row["remaining_gap_pp_vs_source"] = final_spread_pp(records, [name, source])

@@ -21,6 +21,12 @@ from .train import train
 from .trajectory import follow_counts
 
 
+def checks_decision(criterion, final: bool) -> bool:
+    """Does this criterion check the next prune decision in this iteration (InCoP's intermediate iterations)?"""
+    asks = getattr(criterion, "checks_decision", None)
+    return bool(asks and asks(final))
+
+
 class NextDecision:
     """Prune counts, the next-decision function and its noise for one run (needs the attributes of runner.Pruning)."""
 
@@ -48,7 +54,7 @@ class NextDecision:
     def iteration_context(self, context: CriterionContext, t: int, mask: Mask, final: bool) -> tuple[CriterionContext, float]:
         """The criterion's view of iteration t, and the seconds spent measuring the dense decision noise."""
         context = replace(context, final=final, probe_size=len(self.probe_split), max_epochs=self.config.prune.max_epochs)
-        if final or self.config.prune.criterion.kind != "incop":
+        if not checks_decision(self.config.prune.criterion, final):
             return context, 0.0
         start = time.perf_counter()
         decide = self.decider(t + 1, mask)

@@ -30,7 +30,7 @@ from .fileio import copy_folder_atomic, save_torch_atomic, write_json_atomic
 from .finetune import ALL_NEEDS, PLATEAU, FinetuneRecorder, SettleCapture, calibrate
 from .signals import gradient_flow, information_flow
 from .masks import Mask, prunable_weights
-from .next_decision import NextDecision
+from .next_decision import NextDecision, checks_decision
 from .models import build_model
 from .report import chance_warnings
 from .rundir import (clear_partial, finished_iterations, load_records, locked, open_run, read_record, read_status,
@@ -207,7 +207,7 @@ def check_plan(criterion, final: bool = True, steps_per_epoch: int = 1) -> Check
     """Ask every criterion at epoch 0 (a consistent network retrains 0 epochs), then as its config says; InCoP's
     intermediate iterations also check their next prune decision every eighth of an epoch."""
     every_steps = getattr(criterion, "check_every_steps", None)
-    if criterion.kind == "incop" and not final:
+    if checks_decision(criterion, final):
         every_steps = settle_steps(steps_per_epoch)
     return CheckPlan(at_start=True, every_epochs=getattr(criterion, "check_every", 1), every_steps=every_steps)
 

@@ -54,6 +54,10 @@ class IncopConfig(BaseModel):
         """Retraining epochs of one iteration at most: the final one has its own, larger cap."""
         return (self.final_epochs or 2 * max_epochs) if final else max_epochs
 
+    def checks_decision(self, final: bool) -> bool:
+        """Intermediate iterations ask whether the next prune decision is settled (every eighth of an epoch)."""
+        return not final
+
 
 @CRITERIA.register("incop", IncopConfig)
 class Consistency:
@@ -119,7 +123,7 @@ class Consistency:
                   agree: Optional[torch.Tensor]) -> bool:
         """Did the distance improve beyond its own noise since `previous`? Never stop on a non-finite one."""
         before, agreed = previous
-        if not (torch.isfinite(torch.tensor([before, distance])).all()):
+        if not (math.isfinite(before) and math.isfinite(distance)):
             return True
         if agree is not None and agreed is not None:
             return improved(int((agree & ~agreed).sum()), int((~agree & agreed).sum()))
