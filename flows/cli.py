@@ -72,6 +72,14 @@ def _outputs(params) -> dict[str, Path]:
     return found
 
 
+def unused_storage(params) -> Optional[str]:
+    """The warning for a `storage` the local flow does not use (only the work-pool flows exchange stages there)."""
+    if not params.storage:
+        return None
+    return (f"storage {params.storage} is used only by the work-pool flows (prefect.yaml); this local pipeline runs "
+            f"every stage here and keeps them in runs_dir {params.runs_dir}")
+
+
 def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> None:
     @app.command()
     def pipeline(config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON or TOML pipeline parameters."),
@@ -80,8 +88,12 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
         outputs: dict[str, Path] = {}  # filled once the parameters are read, for the sentence of an unwritable path
 
         def go() -> None:
+            from incop_core.cli import warn
+
             params = load_params(config, set_)
             outputs.update(_outputs(params))
+            if unused_storage(params):
+                warn(unused_storage(params))
             _local_only()
             result = _run_flow(params)
             typer.echo(result["summary"])

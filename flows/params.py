@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from incop_core.config import RunConfig, describe, validate
 from incop_core.errors import ConfigError
@@ -43,7 +43,18 @@ class PipelineParams(BaseModel):
     publish_profile: ProfileName = Field("edge-1t", description="Target profile whose latency chooses the published variant "
                                                                 "(must be one of profiles).")
     signing_key: Optional[str] = Field(None, description="Ed25519 private key file; the manifest is signed when given.")
-    storage: Optional[str] = Field(None, description="fsspec URL where GPU and CPU workers exchange stage outputs.")
+    storage: Optional[str] = Field(None, description="fsspec URL where GPU and CPU workers exchange stage outputs (the "
+                                   "work-pool flows only: `incop pipeline` runs every stage here and warns that it "
+                                   "leaves storage unused).")
+
+    @field_validator("registry", "storage")
+    @classmethod
+    def _known_protocol(cls, value: Optional[str]) -> Optional[str]:
+        unknown = unknown_protocol(value)
+        if unknown:
+            raise ValueError(f"{value!r} uses the unknown storage protocol {unknown}://; use a local directory or a URL "
+                             "of an fsspec backend such as s3://, gs:// or memory://")
+        return value
 
     @model_validator(mode="after")
     def _publish_profile_is_benchmarked(self) -> "PipelineParams":
@@ -51,6 +62,16 @@ class PipelineParams(BaseModel):
             raise ValueError(f"publish_profile {self.publish_profile} is not among profiles {self.profiles}; add it to "
                              f"profiles or choose one of them, since its latency chooses the published variant")
         return self
+
+
+def unknown_protocol(location: Optional[str]) -> Optional[str]:
+    """The first protocol of an fsspec URL (chained ones too: simplecache::s3://...) that fsspec does not know, else
+    None; a local path has none. Whether its driver is installed is checked where the URL is used."""
+    import fsspec
+
+    segments = (location or "").split("::")
+    protocols = segments[:-1] + ([segments[-1].split("://", 1)[0]] if "://" in segments[-1] else [])
+    return next((p for p in protocols if p.split("://", 1)[0] not in fsspec.available_protocols()), None)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,8 @@ def _parse_value(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+    except RecursionError:
+        raise IncopError(f"--set value {text[:40]!r}... nests too deeply to be a setting; fix the value") from None
 
 
 def _fail(message: str) -> None:
@@ -128,7 +130,7 @@ def compare(
     methods: str = typer.Option(COMPARE_METHODS, help="Comma-separated: sap, lth, egp (fixed epochs; the base schedule is the trajectory source), accuracy, final-only, one-shot, incop-DISTANCE "
                                 f"({DISTANCE_NAMES}), matched-incop-DISTANCE (fixed epochs, same total as incop-DISTANCE), "
                                 "legacy incop-if, incop-gf, incop-if-auto, incop-gf-auto."),
-    seeds: str = typer.Option("0", help="Comma-separated seeds; figures are mean ± std, differences paired per seed."),
+    seeds: str = typer.Option("0", help="Comma-separated distinct seeds (0 to 2^32-1); figures are mean ± std, differences paired per seed."),
     rewinds: str = typer.Option("finetuned", help="Comma-separated rewinds every method runs under: finetuned, previous."),
     model: Optional[str] = typer.Option(None, help="Architecture."),
     dataset: Optional[str] = typer.Option(None, help="Data set."),
@@ -146,13 +148,10 @@ def compare(
              "prune.iterations": iterations, "prune.max_epochs": max_epochs, "device": device}
 
     def go() -> None:
-        from .compare import run_compare
+        from .compare import parse_seeds, run_compare
 
+        seed_list = parse_seeds(seeds)
         base = build_config(config, flags, set_)
-        try:
-            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-        except ValueError:
-            raise IncopError(f"--seeds must be comma-separated integers (got {seeds!r})") from None
         printer = lambda kind, info: kind == "method" and console.print(f"{info['method']} seed {info['seed']}")  # noqa: E731
         rewind_list = tuple(r.strip() for r in rewinds.split(",") if r.strip())
         folder = run_compare(base, [m.strip() for m in methods.split(",") if m.strip()], seed_list, runs_dir, out, printer,

@@ -104,6 +104,28 @@ def matched_epochs(records: list[dict]) -> float:
     return t["retrain_epochs"] / t["iterations"]
 
 
+MAX_SEED = 2**32 - 1  # every seed a run derives (seed + 1000 t, ...) stays well inside torch's 64-bit range
+
+
+def parse_seeds(text: str) -> list[int]:
+    """--seeds: distinct integers 0..MAX_SEED, comma-separated; anything else is one sentence."""
+    parts = [s.strip() for s in text.split(",") if s.strip()]
+    if not parts:
+        raise ConfigError(f"--seeds needs at least one seed (got {text!r}); pass comma-separated integers, "
+                          "e.g. --seeds 0,1,2")
+    try:
+        seeds = [int(s) for s in parts]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers (got {text!r}); pass e.g. --seeds 0,1,2") from None
+    if any(not 0 <= s <= MAX_SEED for s in seeds):
+        raise ConfigError(f"--seeds must lie between 0 and {MAX_SEED} (got {text!r}); pass smaller seeds")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ConfigError(f"--seeds lists {', '.join(map(str, twice))} more than once; give each seed once, since "
+                         "repeats would be counted as independent runs")
+    return seeds
+
+
 def plan(methods: list[str], rewinds: list[str], source: str = "sap") -> list[tuple[str, str]]:
     """(method, rewind) in run order for one seed: the trajectory source first, budget-matched methods last. The source
     runs under every rewind, as the reference of the methods beside it; final-only and one-shot once."""

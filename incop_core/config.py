@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import tomllib
-from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, ValidatorFunctionWrapHandler,
@@ -18,6 +16,7 @@ from .data import DataConfig
 from .errors import ConfigError
 from .magnitude import Scope
 from .models import ModelConfig
+from .rawconfig import MAX_DEPTH, boolean_number, read_config_file, set_dotted, too_deep  # noqa: F401 (the CLIs import the readers here)
 from .schedules import SCHEDULES
 
 ScheduleConfig = Annotated[Union[tuple(SCHEDULES.configs())], Field(discriminator="kind")]
@@ -26,6 +25,7 @@ NOT_HASHED = {"device"}
 DEFAULT_KINDS = {"schedule": "sap", "criterion": "incop"}
 OWN_ROOT = ("fashion-mnist", "synthetic")  # data sets that need no data.root
 PLUGIN_ERROR = "plugin_setting"
+MAX_SEED = 2**32 - 1  # torch and numpy generators take it; derived seeds (seed * 100_003 + epoch) stay in int64
 
 
 def as_choice(schema: dict[str, Any]) -> None:
@@ -147,7 +147,7 @@ def _short(msg: str) -> str:
 
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    seed: int = Field(0, ge=0, description="Seed for splits, initialisation and data order.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed for splits, initialisation and data order.")
     data: DataConfig = Field(default_factory=DataConfig, description="Which data and how it is split.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Which architecture.")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimiser settings.")
@@ -157,6 +157,26 @@ class RunConfig(BaseModel):
                                         "this many points over the last 2 epochs (None: always finetune_epochs).")
     prune: PruneConfig = Field(default_factory=PruneConfig, description="The iterative pruning loop.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when present, else the CPU.")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _plain_input(cls, raw: Any, handler: ValidatorFunctionWrapHandler) -> "RunConfig":
+        """Settings nested deeper than any config, or a boolean where a number belongs, are refused (rawconfig.py)."""
+        deep = too_deep(raw) if isinstance(raw, dict) else None
+        if deep:
+            raise ValueError(f"the settings nest more than {MAX_DEPTH} levels deep at {deep}, deeper than any setting")
+        validated = handler(raw)
+        flag = boolean_number(raw, validated) if isinstance(raw, dict) else None
+        if flag:
+            raise ValueError(f"bad config value at {flag}: a boolean where a number belongs (true is not read as 1)")
+        return validated
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _whole_seed(cls, value: Any) -> Any:
+        if isinstance(value, float) and not (value.is_integer() and 0 <= value <= MAX_SEED):
+            raise ValueError(f"the seed must be a whole number from 0 to {MAX_SEED}")
+        return value
 
     @model_validator(mode="after")
     def _plateau_needs_constant_lr(self) -> "RunConfig":
@@ -196,30 +216,3 @@ def validate(raw: dict[str, Any]) -> RunConfig:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(describe(exc)) from None
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Read a JSON or TOML config file into a plain dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; check the path given to --config")
-    try:
-        text = path.read_text()
-        raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({exc}); fix its syntax") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold an object of settings at the top level")
-    return raw
-
-
-def set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set raw['a']['b'] = value for dotted 'a.b', creating levels as needed."""
-    *parents, leaf = dotted.split(".")
-    node = raw
-    for key in parents:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"cannot set {dotted}: {key} is a single value, not a section; use --set {key}=VALUE")
-        node = child
-    node[leaf] = value

@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .distributed import shard
 from .errors import DataError
-from .idx import check_labels, read_idx
+from .idx import read_pair
+from .imagefolder import load_tree
+from .pathkind import FOLDER, not_a
 
 DEFAULT_FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
 DECLARED_CLASSES = {"fashion-mnist": 10, "mnist": 10, "cifar10": 10}
@@ -27,7 +29,9 @@ class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Literal["fashion-mnist", "mnist", "cifar10", "imagefolder", "synthetic"] = Field(
         "fashion-mnist", description="Data set: IDX files, a torchvision root, an ImageFolder tree, or synthetic test data.")
-    root: Optional[str] = Field(None, description="Where the data lives; fashion-mnist defaults to the Debian package's directory.")
+    root: Optional[str] = Field(None, description=(
+        "Where the data lives; fashion-mnist defaults to the Debian package's directory. IDX images must be uint8 and "
+        "labels integers; in an ImageFolder tree hidden folders and files are skipped and each image is read once."))
     val_fraction: float = Field(0.1, gt=0, lt=1, description="Share of the training split held out for validation (unless val_size is set).")
     val_size: Optional[int] = Field(None, ge=1, description=(
         "Validation images, taken from training-split images outside train_subset when there are enough "
@@ -68,20 +72,8 @@ class Dataset:
         return tuple(self.train.images.shape[1:])
 
 
-def _find_idx(root: Path, stem: str) -> Path:
-    for folder in (root, root / "FashionMNIST" / "raw", root / "MNIST" / "raw", root / "raw"):
-        for name in (stem, stem + ".gz"):
-            if (folder / name).is_file():
-                return folder / name
-    raise DataError(f"{stem}[.gz] not found under {root}; install the data (apt-get install dataset-fashion-mnist) or pass --data-root")
-
-
 def _load_idx_pair(root: Path, split: str, name: str) -> Split:
-    image_file, label_file = (_find_idx(root, stem) for stem in IDX_STEMS[split])
-    images, labels = read_idx(image_file), read_idx(label_file)
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise DataError(f"IDX files under {root} do not pair up ({images.shape} images, {labels.shape} labels); check --data-root")
-    check_labels(labels, DECLARED_CLASSES[name], label_file, name)
+    images, labels = read_pair(root, IDX_STEMS[split], DECLARED_CLASSES[name], name)
     return Split(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
 
@@ -97,40 +89,12 @@ def _load_cifar10(root: Path, download: bool) -> tuple[Split, Split]:
     except RuntimeError as exc:
         raise DataError(f"CIFAR-10 not found under {root}; place cifar-10-batches-py there or pass --set data.download=true") from exc
     except OSError as exc:
-        raise DataError(f"could not download CIFAR-10 to {root} ({exc}); copy the files there instead") from exc
-
-
-def _read_image(path: str, size: int) -> torch.Tensor:
-    from PIL import Image
-    from torchvision.transforms import functional as F
-
-    try:
-        with Image.open(path) as img:
-            return F.pil_to_tensor(F.resize(img.convert("RGB"), [size, size]))
-    except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for unreadable or truncated files
-        raise DataError(f"{path} is not a readable image ({type(exc).__name__}); remove or replace it") from None
-
-
-def _image_folder(folder: Path, size: int) -> tuple[Split, list[str]]:
-    from torchvision.datasets import ImageFolder
-
-    try:
-        found = ImageFolder(str(folder), loader=lambda path: path)
-    except FileNotFoundError as exc:
-        raise DataError(f"{folder} needs one subfolder of images per class ({exc}); "
-                        f"put each class's images in their own subfolder, e.g. {folder}/cat/1.png") from None
-    images = [_read_image(path, size) for path, _ in found.samples]
-    return Split(torch.stack(images), torch.tensor(found.targets)), found.classes
+        raise DataError(_no_download("CIFAR-10", root, exc)) from None
 
 
 def _load_imagefolder(root: Path, size: int) -> tuple[Split, Split, int]:
-    if not (root / "train").is_dir() or not (root / "test").is_dir():
-        raise DataError(f"ImageFolder root {root} needs train/ and test/ subdirectories with one folder per class")
-    (train, classes), (test, test_classes) = _image_folder(root / "train", size), _image_folder(root / "test", size)
-    if test_classes != classes:
-        raise DataError(f"the class folders of {root / 'test'} ({', '.join(test_classes)}) differ from those of "
-                        f"{root / 'train'} ({', '.join(classes)}); use the same class folders in train/ and test/")
-    return train, test, len(classes)
+    train, test, classes = load_tree(root, size)
+    return Split(*train), Split(*test), classes
 
 
 def _synthetic(cfg: DataConfig, seed: int) -> tuple[Split, Split]:
@@ -147,6 +111,13 @@ def _synthetic(cfg: DataConfig, seed: int) -> tuple[Split, Split]:
     return split(cfg.synthetic_size), split(max(cfg.synthetic_size // 4, 10))
 
 
+def _no_download(name: str, root: Path, exc: BaseException) -> str:
+    """The sentence for a download that failed (no network, say): the last line of torchvision's report is the cause."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    return (f"could not download {name} to {root} ({lines[-1][:160]}); check the network, or copy the files there "
+            "and set data.download=false")
+
+
 def _raw_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split, int]:
     """Training and test splits and the number of classes the data set declares."""
     if cfg.name == "synthetic":
@@ -154,8 +125,9 @@ def _raw_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split, int]:
     root = Path(cfg.root or (DEFAULT_FASHION_ROOT if cfg.name == "fashion-mnist" else ""))
     if not cfg.root and cfg.name != "fashion-mnist":
         raise DataError(f"data set {cfg.name} needs a root directory; pass --data-root")
-    if not root.is_dir() and not (cfg.download and cfg.name in ("mnist", "cifar10")):
-        raise DataError(f"data directory {root} does not exist; install the data (apt-get install dataset-fashion-mnist) or pass --data-root")
+    problem = not_a(root, FOLDER)
+    if problem and not (cfg.download and problem == "does not exist" and cfg.name in ("mnist", "cifar10")):
+        raise DataError(f"data directory {root} {problem}; install the data (apt-get install dataset-fashion-mnist) or pass --data-root")
     if cfg.name == "cifar10":
         return (*_load_cifar10(root, cfg.download), DECLARED_CLASSES["cifar10"])
     if cfg.name == "imagefolder":
@@ -165,8 +137,8 @@ def _raw_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split, int]:
 
         try:
             MNIST(str(root), download=True)
-        except OSError as exc:
-            raise DataError(f"could not download MNIST to {root} ({exc}); copy the IDX files there instead") from exc
+        except (OSError, RuntimeError) as exc:  # torchvision's MNIST raises RuntimeError after trying every mirror
+            raise DataError(_no_download("MNIST", root, exc)) from None
     return _load_idx_pair(root, "train", cfg.name), _load_idx_pair(root, "test", cfg.name), DECLARED_CLASSES[cfg.name]
 
 
@@ -178,6 +150,9 @@ def split_indices(cfg: DataConfig, order: torch.Tensor) -> tuple[torch.Tensor, t
     subset = order[: cfg.train_subset] if cfg.train_subset else order
     if cfg.val_size is None:
         n_val = max(1, int(round(len(subset) * cfg.val_fraction)))
+        if n_val >= len(subset):
+            raise DataError(f"data.val_fraction {cfg.val_fraction} puts all {len(subset)} training images into validation, "
+                            "leaving none to train on; lower data.val_fraction or raise --train-subset")
         return subset[n_val:], subset[:n_val]
     outside = order[len(subset):]
     if len(outside) >= cfg.val_size:
@@ -188,9 +163,18 @@ def split_indices(cfg: DataConfig, order: torch.Tensor) -> tuple[torch.Tensor, t
     return subset[cfg.val_size:], subset[: cfg.val_size]
 
 
+def _same_shape(train: Split, test: Split, cfg: DataConfig) -> None:
+    """The network is sized to the training images, so test images of another size cannot be evaluated."""
+    shape = lambda split: "x".join(str(d) for d in split.images.shape[1:])  # noqa: E731
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise DataError(f"the test images of {cfg.root or cfg.name} are {shape(test)} (channels x height x width) but the "
+                        f"training images {shape(train)}; use test files of the same image size as the training files")
+
+
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """Load, subset and split the data; the same config and seed always give the same splits."""
     full_train, test, num_classes = _raw_splits(cfg, seed)
+    _same_shape(full_train, test, cfg)
     gen = torch.Generator().manual_seed(seed)
     train_index, val_index = split_indices(cfg, torch.randperm(len(full_train), generator=gen))
     if cfg.test_subset and cfg.test_subset < len(test):

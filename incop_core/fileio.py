@@ -6,6 +6,7 @@ Private keys are written elsewhere (deploy/edge/signing.py), 0600."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -30,8 +31,10 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:  # a full disk on write or fsync
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # names the file, for errors.explain's sentence
         raise
 
 
@@ -77,10 +80,24 @@ def copy_folder_atomic(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(_new_temp(target, lambda name: os.mkdir(name, 0o777))[1])
     try:
-        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        _copy_files(Path(source), tmp, target)
         os.replace(tmp, target)
     except OSError:
         if not target.exists():
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _copy_files(source: Path, folder: Path, shown: Path) -> None:
+    """Copy the tree under `source` into `folder`; a full disk names the file as it would lie under `shown` (the
+    final folder). shutil's copytree would fold the error into a shutil.Error without its errno, and copyfile's fast
+    path names the source."""
+    for item in sorted(source.rglob("*")):
+        destination = folder / item.relative_to(source)
+        try:
+            destination.mkdir(exist_ok=True) if item.is_dir() else shutil.copyfile(item, destination)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise OSError(exc.errno, exc.strerror, str(shown / item.relative_to(source))) from exc

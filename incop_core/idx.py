@@ -1,4 +1,9 @@
-"""IDX files (the MNIST family's format), plain or gzip-compressed, read with clear errors."""
+"""IDX files (the MNIST family's format), plain or gzip-compressed, read with clear errors.
+
+The format allows other element types, but the MNIST family stores unsigned-byte images (0..255) and integer labels:
+images of another type (float, int16, int8) are refused rather than wrapped into bytes, and so are labels that are not
+integers (float, NaN) or lie outside the classes the data set declares.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .pathkind import FILE, kind_of
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}
@@ -41,8 +47,38 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
+def find_idx(root: Path, stem: str) -> Path:
+    """The file `stem` or `stem`.gz in `root` or the folders torchvision downloads into."""
+    candidates = [folder / name for folder in (root, root / "FashionMNIST" / "raw", root / "MNIST" / "raw", root / "raw")
+                  for name in (stem, stem + ".gz")]
+    kinds = [kind_of(path) for path in candidates]
+    if FILE in kinds:
+        return candidates[kinds.index(FILE)]
+    odd = next(((path, kind) for path, kind in zip(candidates, kinds) if kind is not None), None)
+    if odd:
+        raise DataError(f"{odd[0]} is {odd[1]}, not a file; replace it with the IDX file or point --data-root elsewhere")
+    raise DataError(f"{stem}[.gz] not found under {root}; install the data (apt-get install dataset-fashion-mnist) or pass --data-root")
+
+
+def read_pair(root: Path, stems: tuple[str, str], classes: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N x H x W, uint8) and labels (N) of one split, checked to pair up and to be what `name` declares."""
+    image_file, label_file = (find_idx(root, stem) for stem in stems)
+    images, labels = read_idx(image_file), read_idx(label_file)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"IDX files under {root} do not pair up ({images.shape} images, {labels.shape} labels); check --data-root")
+    if images.dtype != np.uint8:
+        raise DataError(f"{image_file} holds {images.dtype} pixels, but IDX images must be unsigned bytes (0..255); "
+                        f"convert them to uint8 or point --data-root at the real {name} files")
+    check_labels(labels, classes, label_file, name)
+    return images, labels
+
+
 def check_labels(labels: np.ndarray, classes: int, path: Path, name: str) -> None:
-    """Refuse labels outside 0..classes-1: the data set declares `classes` classes, one stray label must not add more."""
+    """Refuse labels that are not integers in 0..classes-1: the data set declares `classes` classes, one stray label
+    must not add more, and a float label (NaN, 2.5) names no class."""
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path} holds {labels.dtype} labels, but labels must be integers (class numbers 0..{classes - 1}); "
+                        f"fix the label file or point --data-root at the real {name} files")
     bad = labels[(labels < 0) | (labels >= classes)]
     if len(bad):
         raise DataError(f"{path} holds label {int(bad[0])} ({len(bad)} labels outside 0..{classes - 1}), but {name} has "

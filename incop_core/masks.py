@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional
 
 import torch
 from torch import nn
@@ -76,15 +76,21 @@ class Mask:
     def dense(cls, model: nn.Module) -> "Mask":
         return cls({name: torch.ones_like(w, dtype=torch.bool, device="cpu") for name, w in prunable_weights(model).items()})
 
-    def check_matches(self, model: nn.Module) -> None:
-        """Raise unless this mask has exactly one tensor of the right shape per prunable weight."""
+    def mismatch(self, model: nn.Module) -> Optional[str]:
+        """What keeps this mask from fitting `model` (one tensor of the weight's shape per prunable weight), or None."""
         weights = prunable_weights(model)
         if set(weights) != set(self.tensors):
-            missing = sorted(set(weights) ^ set(self.tensors))[:3]
-            raise IncopError(f"mask does not match the model (layers differ: {missing}); use the mask saved with this run")
+            return f"layers differ: {sorted(set(weights) ^ set(self.tensors))[:3]}"
         for name, weight in weights.items():
             if tuple(weight.shape) != tuple(self.tensors[name].shape):
-                raise IncopError(f"mask for {name} has shape {tuple(self.tensors[name].shape)} but the weight has {tuple(weight.shape)}")
+                return f"mask for {name} has shape {tuple(self.tensors[name].shape)} but the weight has {tuple(weight.shape)}"
+        return None
+
+    def check_matches(self, model: nn.Module) -> None:
+        """Raise unless this mask has exactly one tensor of the right shape per prunable weight."""
+        problem = self.mismatch(model)
+        if problem:
+            raise IncopError(f"mask does not match the model ({problem}); use the mask saved with this run")
 
     def remaining(self) -> dict[str, int]:
         return {name: int(t.sum()) for name, t in self.tensors.items()}
@@ -127,9 +133,13 @@ class Mask:
         write_json_atomic(path.with_suffix(".json"), self.sparsity_report())
 
     @classmethod
-    def load(cls, path: Path) -> "Mask":
+    def load(cls, path: Path, fix: Optional[str] = None) -> "Mask":
+        """A saved mask; an unreadable one is a sentence ending in `fix` (default: delete its iteration folder)."""
+        fix = fix or f"delete {Path(path).parent} and re-run `incop prune` with the same settings to recompute that iteration"
         try:
             tensors = torch.load(Path(path), map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise IncopError(f"mask file {path} is unreadable ({type(exc).__name__}); delete it to recompute that iteration") from exc
+            raise IncopError(f"mask file {path} is unreadable ({type(exc).__name__}); {fix}") from exc
+        if not isinstance(tensors, Mapping) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+            raise IncopError(f"mask file {path} holds no mask (a name -> tensor dict); {fix}")
         return cls(tensors)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Mapping, Optional
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from .errors import ConfigError
+from .pathkind import FILE, not_a
 
 ModelName = Literal["small-cnn", "resnet18", "resnet50", "vgg16"]
 
@@ -17,7 +18,8 @@ ModelName = Literal["small-cnn", "resnet18", "resnet50", "vgg16"]
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: ModelName = Field("small-cnn", description="Architecture: small-cnn (fast on CPU) or a torchvision model.")
-    weights: Optional[str] = Field(None, description="Local state-dict file to start from; layers whose shapes differ are re-initialised.")
+    weights: Optional[str] = Field(None, description="Local state-dict file to start from; it must fit the model exactly "
+                                                     "(same name, width, input and classes).")
     width: int = Field(32, ge=4, le=256, description="First-layer channels of small-cnn (later layers double).")
 
 
@@ -72,21 +74,55 @@ def _torchvision(name: str, channels: int, size: int, num_classes: int) -> nn.Mo
     return _adapt_vgg(models.vgg16(weights=None), channels, size, num_classes)
 
 
-def load_weights(model: nn.Module, path: str) -> list[str]:
-    """Load a local state dict where shapes agree; returns the names that were loaded."""
+def read_state(path: Path | str) -> object:
+    """torch.load of a state-dict file on the CPU (tensors only); a missing file raises FileNotFoundError."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def state_mismatch(model: nn.Module, state: object) -> Optional[str]:
+    """What keeps `state` from loading strictly into `model`: its first mismatched key (model order), or None."""
+    if not isinstance(state, Mapping):
+        return f"it holds a {type(state).__name__}, not a state dict"
+    own = model.state_dict()
+    for key, tensor in own.items():
+        value = state.get(key)
+        if not isinstance(value, torch.Tensor):
+            return f"{key} is missing from it"
+        if tuple(value.shape) != tuple(tensor.shape):
+            return f"{key} has shape {tuple(value.shape)} there but {tuple(tensor.shape)} in the model"
+    extra = [key for key in state if key not in own]
+    return f"{extra[0]} is not a layer of the model" if extra else None
+
+
+def non_finite(state: Mapping) -> Optional[str]:
+    """The first floating-point tensor of `state` holding NaN or infinity, or None."""
+    return next((k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+                 and not bool(torch.isfinite(v).all())), None)
+
+
+def load_weights(model: nn.Module, path: str, cfg: Optional[ModelConfig] = None) -> None:
+    """Load a local state dict strictly: every key present, no extra one, every shape equal, every value finite."""
+    problem = not_a(Path(path), FILE)
+    if problem and problem != "does not exist":  # a FIFO would block torch.load forever
+        raise ConfigError(f"weights file {path} {problem}; point model.weights at a file saved with torch.save")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_state(path)
     except FileNotFoundError as exc:
         raise ConfigError(f"weights file {path} does not exist; fix model.weights or leave it empty") from exc
     except Exception as exc:
-        raise ConfigError(f"weights file {path} is not a readable PyTorch state dict; re-save it with torch.save(model.state_dict())") from exc
+        raise ConfigError(f"weights file {path} is not a readable PyTorch state dict; "
+                          "re-save it with torch.save(model.state_dict())") from exc
     state = state.get("state_dict", state) if isinstance(state, dict) else state
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
-    if not usable:
-        raise ConfigError(f"weights file {path} shares no layer with {type(model).__name__}; check model.name")
-    model.load_state_dict(usable, strict=False)
-    return sorted(usable)
+    problem = state_mismatch(model, state)
+    if problem:
+        what = type(model).__name__ if cfg is None else f"small-cnn of width {cfg.width}" if cfg.name == "small-cnn" else cfg.name
+        raise ConfigError(f"weights file {path} does not fit {what} on this data: {problem}; point model.weights at "
+                          "weights of the same model.name, model.width and data set, or leave it empty")
+    bad = non_finite(state)
+    if bad:
+        raise ConfigError(f"weights file {path} holds NaN or infinite values in {bad} before any training; use "
+                          "weights saved before training diverged, or leave model.weights empty")
+    model.load_state_dict(state)
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
@@ -96,5 +132,5 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes
     else:
         model = _torchvision(cfg.name, channels, size, num_classes)
     if cfg.weights:
-        load_weights(model, cfg.weights)
+        load_weights(model, cfg.weights, cfg)
     return model

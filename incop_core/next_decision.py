@@ -9,12 +9,14 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
 from . import magnitude, paths
 from .criteria import CRITERIA, CriterionContext
 from .decision import Decide, decision_noise, settle_steps
+from .errors import IncopError
 from .masks import Mask, prunable_weights
 from .schedules import SCHEDULES, PruneState
 from .train import train
@@ -69,7 +71,7 @@ class NextDecision:
         if self._settle is None and cached.is_file():  # saved by the calibration: free
             state = self.load_iteration(0)[0]
             here = {n: state[n] for n in prunable_weights(self.model)}
-            self._settle = (here, torch.load(cached, map_location="cpu", weights_only=True))
+            self._settle = (here, _settled_weights(cached, here))
         if self._settle is None:  # a fine-tuning from before settle.pt existed: measure it now (one interval)
             model = copy.deepcopy(self.model)
             model.load_state_dict(self.load_iteration(0)[0])
@@ -80,3 +82,17 @@ class NextDecision:
                   self.config.seed + 999)
             self._settle = (here, {n: w.detach().clone() for n, w in prunable_weights(model).items()})
         return self._settle
+
+
+def _settled_weights(path: Path, dense: dict) -> dict:
+    """settle.pt, checked to hold a finite tensor of the right shape for every prunable weight of `dense`."""
+    fix = f"delete {path} and re-run: it is measured again from the dense network (one decision-check interval)"
+    try:
+        moved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle, zip and runtime errors for a damaged file
+        raise IncopError(f"{path} is unreadable ({type(exc).__name__}); {fix}") from None
+    for name, weight in dense.items():
+        got = moved.get(name) if isinstance(moved, dict) else None
+        if not isinstance(got, torch.Tensor) or got.shape != weight.shape or not torch.isfinite(got).all():
+            raise IncopError(f"{path} has no usable weights for {name}; {fix}")
+    return {name: moved[name] for name in dense}

@@ -150,14 +150,18 @@ def clear_partial(run: Path) -> None:
 def read_record(run: Path, iteration: int) -> dict:
     """One finished iteration's record; a damaged one is a sentence naming the folder to delete."""
     folder = paths.iteration_dir(run, iteration)
-    fix = f"delete {folder} and re-run `incop prune` with the same settings to recompute that iteration"
+    return read_record_at(folder, f"delete {folder} and re-run `incop prune` with the same settings to recompute that iteration")
+
+
+def read_record_at(folder: Path, fix: str) -> dict:
+    """The record in `folder`; a damaged one is a sentence ending in `fix`."""
     try:
-        record = read_json(folder / paths.RECORD)
+        record = read_json(Path(folder) / paths.RECORD)
     except ValueError:
-        raise IncopError(f"iteration record {folder / paths.RECORD} is corrupt (not valid JSON); {fix}") from None
-    numbers = isinstance(record, dict) and all(isinstance(record.get(k), (int, float)) for k in RECORD_NUMBERS)
-    if not numbers or not isinstance(record.get("remaining_per_layer"), dict):
-        raise IncopError(f"iteration record {folder / paths.RECORD} is incomplete or damaged; {fix}")
+        raise IncopError(f"iteration record {Path(folder) / paths.RECORD} is corrupt (not valid JSON); {fix}") from None
+    whole = isinstance(record, dict) and all(isinstance(record.get(k), (int, float)) for k in RECORD_NUMBERS)
+    if not whole or not isinstance(record.get("remaining_per_layer"), dict) or not isinstance(record.get("stop_reason"), str):
+        raise IncopError(f"iteration record {Path(folder) / paths.RECORD} is incomplete or damaged; {fix}")
     return record
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import magnitude, paths
+from .checkpoint import cache_fix, dense_record, iteration_fix, load_checkpoint, run_dense_record
 from .config import RunConfig
 from .criteria import CRITERIA, CriterionContext
 from .data import Dataset, batches, load_dataset
@@ -33,8 +34,7 @@ from .masks import Mask, prunable_weights
 from .next_decision import NextDecision, checks_decision
 from .models import build_model
 from .report import chance_warnings
-from .rundir import (clear_partial, finished_iterations, load_records, locked, open_run, read_record, read_status,
-                     write_status)
+from .rundir import clear_partial, finished_iterations, load_records, locked, open_run, read_status, write_status
 from .snapshot import take_snapshot
 from .train import CheckPlan, evaluate, steps_per_epoch, train
 from .trajectory import group_survivors
@@ -104,11 +104,7 @@ class Pruning(NextDecision):
 
     def load_iteration(self, iteration: int) -> tuple[dict, Mask]:
         folder = paths.iteration_dir(self.run, iteration)
-        try:
-            state = torch.load(folder / paths.WEIGHTS, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise IncopError(f"checkpoint {folder / paths.WEIGHTS} is unreadable; delete {folder} to recompute that iteration") from exc
-        return state, Mask.load(folder / paths.MASK)
+        return load_checkpoint(folder, self.model, iteration_fix(folder))
 
     def snapshot(self, model: torch.nn.Module, mask: Mask, needs: frozenset) -> Snapshot:
         return take_snapshot(model, self.probe, mask, needs)
@@ -153,6 +149,8 @@ class Pruning(NextDecision):
         cached = paths.dense_cache(self.run, dense_key(self.config))
         if not (cached / paths.RECORD).is_file():
             return False
+        load_checkpoint(cached, self.model, cache_fix(cached))  # a damaged cache is named itself, not its copy
+        dense_record(cached, cache_fix(cached))
         if world().is_main:
             copy_folder_atomic(cached, paths.iteration_dir(self.run, 0))
         barrier()
@@ -272,8 +270,8 @@ def run_pruning(config: RunConfig, root: Path, run: Optional[Path] = None, on_ev
             job = job or Pruning(config, run, on_event)
             previous = job.finetune()
             dense = previous[0]
-            context = criterion_context(config, read_record(run, 0), job.measure,
-                                        job.snapshot, reference_snapshot(job, dense))
+            context = criterion_context(config, run_dense_record(run), job.measure, job.snapshot,
+                                        reference_snapshot(job, dense))
             for t in range(1, last + 1):
                 previous = job.iterate(t, dense, previous, context)
                 status(run, "running", t, total)

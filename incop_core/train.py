@@ -18,7 +18,7 @@ from .criteria import MAX_EPOCHS, Criterion, EpochRecord, Verdict
 from .data import Dataset, Split, batches
 from .devices import autocast
 from .distributed import all_sum, world, wrap
-from .errors import TrainingDiverged
+from .errors import DataError, TrainingDiverged
 from .masks import Mask, dead_filter_norms, prunable_weights
 from .streaming import StreamMonitor
 
@@ -146,12 +146,25 @@ def steps_per_epoch(data: Dataset, batch_size: int) -> int:
     return max(1, math.ceil(math.ceil(len(data.train) / world().size) / batch_size))
 
 
+def check_trainable(model: nn.Module, data: Dataset) -> None:
+    """Refuse what would hang or diverge whatever the learning rate: a training split with no image for some process,
+    weights that are NaN or infinite before the first step (a broken weights file or checkpoint)."""
+    if len(data.train) < world().size:
+        raise DataError(f"the training split holds {len(data.train)} images, too few for {world().size} training "
+                        "process(es) to get one each; lower data.val_fraction or raise --train-subset")
+    broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if broken:
+        raise TrainingDiverged(f"the network's weights hold NaN or infinite values before training ({broken[0]}), so the "
+                               "learning rate is not the cause; check model.weights, or delete the run directory to recompute it")
+
+
 def train(model: nn.Module, data: Dataset, mask: Mask, optim: OptimConfig, criterion: Criterion, max_epochs: float,
           device: torch.device, seed: int, keep_best: bool = False, stream: bool = False,
           on_epoch: Optional[Callable[[dict], None]] = None, plan: CheckPlan = CheckPlan(), norms: bool = False) -> TrainResult:
     """Train until the criterion says stop or `max_epochs` (may be fractional) pass; raises TrainingDiverged on a
     NaN/inf loss. The criterion is asked as `plan` says; with `stream`, epoch-end records carry streamed IF/GF; `norms`
     keeps the BatchNorms of whole pruned filters at zero (see MaskedSGD)."""
+    check_trainable(model, data)
     torch.manual_seed(seed)
     opt = MaskedSGD(model, mask, optim, norms)
     monitor = StreamMonitor(model) if stream else None
@@ -175,8 +188,12 @@ def train(model: nn.Module, data: Dataset, mask: Mask, optim: OptimConfig, crite
             stop = bool(due) and loop.ask(loss())
             return stop or loop.steps >= budget
 
+        before = loop.steps
         with monitor.watching() if monitor else nullcontext():
             loss = train_epoch(trained, data, opt, batch_size, device, generator, monitor, after_step)
+        if loop.steps == before:  # the watchdog: an epoch without a step would loop forever
+            raise DataError(f"epoch {epoch} trained on no batch (this process's share of the {len(data.train)} training "
+                            "images is empty); lower data.val_fraction or raise --train-subset")
         if not math.isfinite(loss):
             raise TrainingDiverged(f"training loss became {loss} in epoch {epoch}; lower the learning rate "
                                    "(--set optim.lr=...) and re-run: finished iterations are kept")

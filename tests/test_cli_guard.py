@@ -251,13 +251,13 @@ def test_compare_and_pipeline_name_their_output_option(monkeypatch, tmp_path):
 
 
 def test_metrics_too_long_to_be_a_file_name_is_read_as_inline_json(tmp_path):
-    from deploy.edge.cli import _json_option
+    from deploy.edge.cli_options import json_option
 
-    assert _json_option(json.dumps({"k": "v" * 300}), "--metrics") == {"k": "v" * 300}
-    assert _json_option('  {"a": 1}', "--metrics") == {"a": 1}
+    assert json_option(json.dumps({"k": "v" * 300}), "--metrics") == {"k": "v" * 300}
+    assert json_option('  {"a": 1}', "--metrics") == {"a": 1}
     spec = tmp_path / "spec.json"
     spec.write_text('{"mean": 0.5}')
-    assert _json_option(str(spec), "--input-spec") == {"mean": 0.5}
+    assert json_option(str(spec), "--input-spec") == {"mean": 0.5}
 
 
 # -- damaged runs ----------------------------------------------------------------------------------------------------

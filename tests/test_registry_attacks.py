@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.edge import pull as pull_module
-from deploy.edge import pull_fetch
+from deploy.edge import dirfd, pull_device
 from deploy.edge.manifest import canonical_bytes
 from deploy.edge.publish import publish
 from deploy.edge.signing import generate_keys
@@ -95,7 +94,7 @@ def test_signed_manifest_edited_after_signing(setup, monkeypatch):
     setup["entry"] = setup["server"].root_dir / "tiny/versions/3"
     edit_manifest(setup, lambda m: m["metrics"].update(accuracy=0.99))
     monkeypatch.setenv("INCOP_PUBLIC_KEY", str(setup["keys"][0][1]))
-    assert_user_error(pull_v2(setup, "--version", "3"), "does not match")
+    assert_user_error(pull_v2(setup, "--version", "3"), "changed after it was signed", "tampered")
     assert_untouched(setup)
 
 
@@ -155,7 +154,8 @@ class FullDisk:
 
 
 def test_disk_full_during_download_then_resume(setup, monkeypatch):
-    monkeypatch.setattr(pull_fetch, "open", lambda *a, **k: FullDisk(open(*a, **k), 1000), raising=False)
+    writable = dirfd.StagedFile.open_for_writing
+    monkeypatch.setattr(dirfd.StagedFile, "open_for_writing", lambda self: FullDisk(writable(self), 1000))
     assert_user_error(pull_v2(setup), "disk is full", "free space")
     assert_untouched(setup)
     part = setup["dest"] / ".partial/2/model.onnx"
@@ -166,7 +166,7 @@ def test_disk_full_during_download_then_resume(setup, monkeypatch):
 
 
 def test_not_enough_free_space_is_refused_before_downloading(setup, monkeypatch):
-    monkeypatch.setattr(pull_module.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10, 10, 10))
+    monkeypatch.setattr(pull_device.Stage, "free", lambda self: 10)
     assert_user_error(pull_v2(setup), "free space")
     assert_untouched(setup)
 

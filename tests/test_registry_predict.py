@@ -64,6 +64,23 @@ def test_predict_errors_are_one_sentence(device, tmp_path):
         predict(device["dest"], [tmp_path / "missing.png"])
 
 
+def test_an_nhwc_model_gets_an_nhwc_input(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.eye(64, 10, dtype=np.float32), "w")
+    nodes = [helper.make_node("Flatten", ["input"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"])]
+    graph = helper.make_graph(nodes, "nhwc", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8, 8, 1])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    spec = {"layout": "NHWC", "channels": 1, "size": [8, 8], "mean": [0.0], "std": [1.0]}
+    publish(str(tmp_path / "reg"), "nhwc", tmp_path / "m.onnx", input_spec=spec)
+    pull(str(tmp_path / "reg"), "nhwc", tmp_path / "dev")
+    np.save(tmp_path / "img.npy", np.arange(64, dtype=np.uint8).reshape(8, 8))
+    assert predict(tmp_path / "dev", [tmp_path / "img.npy"])[0]["class"] == 9  # pixel 9 is the brightest of 0..9
+
+
 DEVICE_SCRIPT = """
 import json, sys
 sys.modules["torch"] = None      # any `import torch` now fails
@@ -75,7 +92,7 @@ for args in (["pull", "--registry", url, "--name", "tiny", "--dest", dest, "--ve
              ["predict", "--model", dest, image, "--json"],
              ["rollback", "--dest", dest]):
     app(args, standalone_mode=False)
-loaded = sorted(m for m in ("torch", "prefect", "onnxruntime", "PIL") if sys.modules.get(m) is not None)
+loaded = sorted(m for m in ("torch", "prefect", "onnx", "onnxruntime", "PIL") if sys.modules.get(m) is not None)
 print("LOADED " + json.dumps(loaded))
 """
 

@@ -12,40 +12,9 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
+from .cli_options import duration, files_of, json_option
+
 Guard = Callable[[Callable[[], Any]], Any]
-
-
-def _json_option(value: Optional[str], flag: str) -> Optional[dict]:
-    """Inline JSON or the path of a JSON file."""
-    from incop_core.errors import IncopError
-
-    if value is None:
-        return None
-    inline = value.lstrip().startswith(("{", "["))  # never a file name: inline JSON may be longer than any path
-    try:
-        text = value if inline or not Path(value).is_file() else Path(value).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise IncopError(f"cannot read {flag} file {value[:80]!r} ({getattr(exc, 'strerror', None) or exc}); "
-                         "pass inline JSON or the path of a readable JSON file") from None
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError:
-        raise IncopError(f"{flag} must be a JSON object or the path of a JSON file; fix {value!r}") from None
-    if not isinstance(parsed, dict):
-        raise IncopError(f"{flag} must be a JSON object (got {type(parsed).__name__}); pass {{...}}")
-    return parsed
-
-
-def _files(model: Path, extra: List[str]) -> dict:
-    from incop_core.errors import IncopError
-
-    files = {"model.onnx": model}
-    for item in extra:
-        if "=" not in item:
-            raise IncopError(f"pass --file as NAME=PATH (got {item!r}), for example --file labels.txt=out/labels.txt")
-        name, path = item.split("=", 1)
-        files[name] = Path(path)
-    return files
 
 
 def _add_publish(app: typer.Typer, guarded: Guard) -> None:
@@ -61,14 +30,17 @@ def _add_publish(app: typer.Typer, guarded: Guard) -> None:
         config_hash: Optional[str] = typer.Option(None, help="Config hash of that run."),
         file: List[str] = typer.Option([], help="Extra file to publish beside the model: NAME=PATH."),
         key: Optional[Path] = typer.Option(None, help="Ed25519 private key to sign with (or INCOP_SIGNING_KEY)."),
+        expires: str = typer.Option("7d", help="How long devices accept the signed latest pointer (3600, 12h, "
+                                    "7d); re-publish or `incop registry refresh` before it runs out."),
     ) -> None:
         """Publish a model: files first, the signed manifest last, then the `latest` pointer."""
         def go() -> None:
             from .publish import publish_entry
 
             source = {k: v for k, v in {"run": source_run, "config_hash": config_hash}.items() if v}
-            manifest, written = publish_entry(registry, name, _files(model, file), _json_option(metrics, "--metrics"),
-                                              _json_option(input_spec, "--input-spec"), source, key, version)
+            manifest, written = publish_entry(registry, name, files_of(model, file), json_option(metrics, "--metrics"),
+                                              json_option(input_spec, "--input-spec"), source, key, version,
+                                              expires=duration(expires))
             state = "published" if written else "already published (identical content)"
             signed = "signed" if "signature" in manifest else "unsigned"
             typer.echo(f"{state}: {name} v{manifest['version']} in {registry} ({signed})")
@@ -87,7 +59,7 @@ def _add_device(app: typer.Typer, guarded: Guard) -> None:
         allow_downgrade: bool = typer.Option(False, "--allow-downgrade",
                                              help="Install a version older than the current one."),
         retries: int = typer.Option(4, min=0, help="Retries per request, with exponential backoff."),
-        timeout: float = typer.Option(30.0, min=0.1, help="Seconds to wait for the registry per request."),
+        timeout: float = typer.Option(30.0, min=0.1, help="Seconds the registry may take to send a response's headers (connect included), and then each piece of the body."),
         deadline: Optional[float] = typer.Option(None, min=0.1, help="Seconds each file may take, retries "
                                                  "included (default: 60 + size / --min-rate)."),
         min_rate: float = typer.Option(10240.0, min=0, help="Slowest transfer in bytes/s, averaged over 10 s "
@@ -166,7 +138,7 @@ def _add_admin(app: typer.Typer, guarded: Guard) -> None:
     def serve(directory: Path = typer.Argument(..., help="Registry directory."),
               port: int = typer.Option(8765, min=0, max=65535, help="TCP port (0: any free port)."),
               host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0: every interface)."),
-              timeout: float = typer.Option(30.0, min=0.1, help="Seconds a connection may stall before it is closed."),
+              timeout: float = typer.Option(30.0, min=0.1, help="Seconds a connection may stall; request headers must arrive within min(this, 10 s)."),
               max_connections: int = typer.Option(64, min=1, help="Connections served at once; more get 503.")
               ) -> None:
         """Serve a registry directory read-only over HTTP (GET/HEAD with Range)."""
@@ -187,6 +159,20 @@ def _add_admin(app: typer.Typer, guarded: Guard) -> None:
                 server.server_close()
 
         guarded(go)
+
+    @registry_app.command("refresh")
+    def refresh(url: str = typer.Argument("registry", help="Registry directory or fsspec URL."),
+                name: str = typer.Option(..., help="Model whose signed latest pointer to re-sign."),
+                key: Optional[Path] = typer.Option(None, help="Ed25519 private key (or INCOP_SIGNING_KEY)."),
+                expires: str = typer.Option("7d", help="New validity from now (3600, 12h, 7d).")) -> None:
+        """Re-sign NAME's latest pointer with a new expiry (schedule it when nothing new is published)."""
+        def go() -> None:
+            from .publish import refresh as resign
+
+            pointer = resign(url, name, key, duration(expires))
+            typer.echo(f"refreshed {name} v{pointer['version']} in {url}: valid until {pointer['expires']}")
+
+        guarded(go, {"--registry": Path(url)})
 
     @registry_app.command("list")
     def list_(url: str = typer.Argument("registry", help="Registry directory or fsspec URL."),

@@ -97,13 +97,21 @@ def merge_input_spec(model: Any, given: Optional[dict]) -> dict:
     channels = spec.get("channels")
     for key in ("mean", "std"):
         if isinstance(spec.get(key), (int, float)) and channels:
-            spec[key] = [float(spec[key])] * channels
+            spec[key] = _broadcast(spec[key], channels)
         if channels and len(spec.get(key) or []) != channels:
             raise RegistryError(f"input spec {key} has {len(spec.get(key) or [])} values for {channels} channels; "
                                 f"give one {key} per channel")
     if any(s == 0 for s in spec.get("std") or []):
         raise RegistryError("input spec std contains 0; use the per-channel standard deviation of the data")
     return spec
+
+
+def _broadcast(value: Any, channels: int) -> list:
+    """One mean or std as a float per channel; an int too large for a float stays as given, for check_runs to refuse."""
+    try:
+        return [float(value)] * channels
+    except OverflowError:
+        return [value] * channels
 
 
 def check_input_spec(model: Any, spec: dict) -> dict:

@@ -8,17 +8,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from .bounded_json import load_json
 from .errors import RegistryError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 LATEST = "latest"
-SIGNED_LATEST = "latest.json"  # {name, version, created, manifest_sha256} + signature, written when publishing signed
+SIGNED_LATEST = "latest.json"  # {name, version, created, manifest_sha256, issued, expires} + signature
 MAX_POINTER_BYTES = 4096
+DEFAULT_EXPIRES = 7 * 86400.0  # seconds a signed latest pointer stays valid; each publish or refresh re-signs it
 VERSIONS = "versions"
 MAX_MANIFEST_BYTES = 1 << 20
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -76,15 +78,28 @@ def check_manifest(manifest: Any, name: str, version: str) -> dict:
     where = f"the manifest of {name} v{version}"
     if not isinstance(manifest, dict) or any(k not in manifest for k in REQUIRED):
         raise RegistryError(f"{where} is missing required fields; republish the entry with `incop publish`")
-    if manifest["schema_version"] != SCHEMA_VERSION:
+    if type(manifest["schema_version"]) is not int or manifest["schema_version"] != SCHEMA_VERSION:
         raise RegistryError(f"{where} has schema version {manifest['schema_version']!r} but this incop reads "
                             f"{SCHEMA_VERSION}; install the incop version that published it")
     if manifest["name"] != name or manifest["version"] != version:
         raise RegistryError(f"{where} says it is {manifest['name']} v{manifest['version']}; the entry was moved "
                             "or tampered with, so republish it")
     _check_files(manifest, where)
+    _check_types(manifest, where)
     created_at(manifest)
     return manifest
+
+
+# The type every other field must have when present (the publisher writes exactly these).
+FIELD_TYPES = {"created": str, "model_file": str, "input_spec": dict, "metrics": dict, "source": dict, "opset": int,
+               "min_onnxruntime": str, "compressed_size": int, "content_id": str, "signature": dict}
+
+
+def _check_types(manifest: dict, where: str) -> None:
+    for field, kind in FIELD_TYPES.items():
+        if field in manifest and (type(manifest[field]) is not kind):
+            raise RegistryError(f"{where} has a {type(manifest[field]).__name__} for {field} where a "
+                                f"{kind.__name__} belongs; the entry is corrupt or tampered with, so republish it")
 
 
 def _check_files(manifest: dict, where: str) -> None:
@@ -94,19 +109,23 @@ def _check_files(manifest: dict, where: str) -> None:
     for file_name, info in files.items():
         check_file_name(file_name, where)
         ok = isinstance(info, dict) and isinstance(info.get("sha256"), str) and SHA_RE.match(info["sha256"])
-        if not ok or not isinstance(info.get("size"), int) or info["size"] < 0:
+        if not ok or type(info.get("size")) is not int or info["size"] < 0:
             raise RegistryError(f"{where} has no valid sha256 and size for {file_name!r}; republish the entry")
-    if manifest["model_file"] not in files:
+    if not isinstance(manifest["model_file"], str) or manifest["model_file"] not in files:
         raise RegistryError(f"{where} names model file {manifest['model_file']!r} that it does not list; "
                             "republish the entry")
 
 
-def parse_manifest(data: bytes, name: str, version: str) -> dict:
+def read_manifest(data: bytes, name: str, version: str) -> Any:
+    """A manifest's JSON, parsed within bounds but not yet checked (verify its signature, then check_manifest)."""
     try:
-        manifest = json.loads(data.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise RegistryError(f"the manifest of {name} v{version} is not valid JSON; republish the entry") from None
-    return check_manifest(manifest, name, version)
+        return load_json(data)
+    except ValueError as exc:
+        raise RegistryError(f"the manifest of {name} v{version} is unusable ({exc}); republish the entry") from None
+
+
+def parse_manifest(data: bytes, name: str, version: str) -> dict:
+    return check_manifest(read_manifest(data, name, version), name, version)
 
 
 def version_dir(name: str, version: str) -> str:
@@ -136,19 +155,50 @@ def is_older(candidate: dict, current: dict) -> bool:
         (created_at(current), version_order(current["version"]))
 
 
-def latest_pointer(manifest: dict, manifest_bytes: bytes) -> dict:
-    """The (to be signed) `latest.json` naming `manifest` and the sha256 of its bytes in the registry."""
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def stamp(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def latest_pointer(manifest: dict, manifest_bytes: bytes, expires: float = DEFAULT_EXPIRES) -> dict:
+    """The (to be signed) `latest.json` naming `manifest` and the sha256 of its bytes in the registry, issued now
+    and valid for `expires` seconds: a device refuses it after that (a frozen registry) or once it has seen a
+    pointer issued later (a replayed one)."""
+    now = utc_now()
     return {"name": manifest["name"], "version": manifest["version"], "created": manifest["created"],
-            "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest()}
+            "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(), "issued": stamp(now),
+            "expires": stamp(now + timedelta(seconds=expires))}
 
 
-def parse_pointer(data: bytes, name: str, where: str) -> dict:
-    """A `latest.json` read from `where`; raise one sentence unless it names a version of `name` and a sha256."""
+def pointer_time(pointer: dict, field: str) -> datetime:
+    moment = datetime.fromisoformat(pointer[field])
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def read_pointer(data: bytes, name: str, where: str) -> dict:
+    """A `latest.json` parsed within bounds, before its signature is checked (check_pointer comes after)."""
     try:
-        pointer = json.loads(data.decode())
-        ok = pointer["name"] == name and SHA_RE.match(pointer["manifest_sha256"])
+        pointer = load_json(data, max_depth=2)
+    except ValueError as exc:
+        raise RegistryError(f"the signed latest pointer of {name} in {where} is unusable ({exc}); republish "
+                            f"{name} with --key or pass --version") from None
+    if not isinstance(pointer, dict):
+        raise RegistryError(f"the signed latest pointer of {name} in {where} is not a JSON object; republish "
+                            f"{name} with --key or pass --version")
+    return pointer
+
+
+def check_pointer(pointer: dict, name: str, where: str) -> dict:
+    """Raise one sentence unless a (verified) pointer names a version of `name`, a sha256 and its times."""
+    try:
+        ok = pointer["name"] == name and bool(SHA_RE.match(pointer["manifest_sha256"]))
         check_version(pointer["version"])
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RegistryError):
+        if "expires" in pointer or "issued" in pointer:
+            pointer_time(pointer, "expires"), pointer_time(pointer, "issued")
+    except (ValueError, KeyError, TypeError, RegistryError):
         ok = False
     if not ok:
         raise RegistryError(f"the signed latest pointer of {name} in {where} is corrupt; republish {name} with "

@@ -1,30 +1,28 @@
 """`incop predict`: run a pulled model on images with the manifest's preprocessing (onnxruntime + numpy only).
 
 Preprocessing: convert to the model's channels (L or RGB), resize to `size` (bilinear), multiply by
-`scale` (1/255 for 8-bit pixels), subtract `mean` and divide by `std` per channel, lay out as NCHW.
+`scale` (1/255 for 8-bit pixels), subtract `mean` and divide by `std` per channel, lay out as NCHW (or NHWC).
 A .npy file holds HxW, HxWxC or CxHxW pixels: integers are scaled like an image, floats are taken as [0, 1].
+Before running, the spec's input size is bounded and the session's memory capped (device_checks); after, the first
+output must be one row of finite float scores, one per label.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from .device_checks import (MAX_RUN_BYTES, capped_session, input_problem, mib, ort_reason, out_of_memory,
+                            output_problem, spec_problem)
 from .errors import RegistryError
 from .manifest import MANIFEST, parse_manifest
 from .pull import check_runtime
 from .pull_device import CURRENT
-
-
-# onnxruntime's error-code prefix, "Load model from PATH failed:" and C++ source locations
-ORT_NOISE = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : |Load model from .* failed:"
-                       r"|\S+\.(?:cc|h):\d+ \S+?\(.*?\) ")
 
 
 def model_dir(model: Path) -> Path:
@@ -45,38 +43,18 @@ def load_manifest(directory: Path) -> dict:
     return parse_manifest(data, str(head.get("name")), str(head.get("version")))
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _per_channel(value: Any, channels: int, nonzero: bool = False) -> bool:
-    values = value if isinstance(value, list) and len(value) in (1, channels) else [value]
-    return all(_number(v) and (v != 0 or not nonzero) for v in values)
-
-
-def _dtype_ok(name: Any) -> bool:
-    try:
-        return np.dtype(name).kind in "fiu"
-    except TypeError:
-        return False
-
-
 def check_spec(spec: dict) -> None:
-    """Refuse an input spec that predict cannot turn into a model input, naming the field."""
+    """Refuse an input spec that predict cannot turn into a model input (or only into a huge one), naming the field."""
     if not isinstance(spec, dict) or not spec.get("channels") or not spec.get("size"):
         raise RegistryError("the manifest's input spec has no channels and size; republish with --input-spec")
-    channels, size = spec["channels"], spec["size"]
-    checks = {"channels": isinstance(channels, int) and not isinstance(channels, bool) and 0 < channels <= 4096,
-              "size": isinstance(size, list) and len(size) == 2 and all(
-                  isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 65536 for v in size),
-              "dtype": _dtype_ok(spec.get("dtype", "float32")), "scale": _number(spec.get("scale", 1 / 255))}
-    checks["mean"] = checks["channels"] and _per_channel(spec.get("mean", 0.0), channels)
-    checks["std"] = checks["channels"] and _per_channel(spec.get("std", 1.0), channels, nonzero=True)
-    for field, ok in checks.items():
-        if not ok:
-            value = repr(spec.get(field))[:60]
-            raise RegistryError(f"the manifest's input spec has an unusable {field} ({value}); republish the "
-                                "model with a valid --input-spec")
+    problem = spec_problem(spec)
+    if problem:
+        field, rule = problem
+        raise RegistryError(f"the manifest's input spec has an unusable {field} ({spec.get(field)!r:.60}, not "
+                            f"{rule}); republish the model with a valid --input-spec")
+    problem = input_problem(spec)
+    if problem:
+        raise RegistryError(f"the manifest's input spec {problem}; republish the model for smaller images")
 
 
 def _pixels(path: Path, spec: dict) -> np.ndarray:
@@ -108,8 +86,23 @@ def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
         raise RegistryError(f"{path} is not a readable image; pass PNG, JPEG or .npy files") from None
 
 
+def _npy_header(path: Path, spec: dict) -> None:
+    """Refuse, from its header alone, a .npy that cannot hold the model's CxHxW pixels (before reading the data)."""
+    channels, (height, width) = spec["channels"], spec["size"]
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    try:
+        with open(path, "rb") as handle:
+            shape = readers[np.lib.format.read_magic(handle)](handle)[0]
+    except (OSError, ValueError, KeyError, SyntaxError, TypeError):  # numpy's header parser raises all of these
+        raise RegistryError(f"{path} is not a readable .npy array; save it with numpy.save") from None
+    if math.prod(shape) != channels * height * width:
+        raise RegistryError(f"{path} has shape {shape} but the model needs {height}x{width} with {channels} "
+                            "channel(s); resize it or pass a PNG/JPEG")
+
+
 def _npy_pixels(path: Path, spec: dict) -> np.ndarray:
     channels, size = spec["channels"], tuple(spec["size"])
+    _npy_header(path, spec)
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError):
@@ -129,14 +122,19 @@ def _npy_pixels(path: Path, spec: dict) -> np.ndarray:
     return array.astype(np.float32) * scale
 
 
-def preprocess(path: Path, spec: dict) -> np.ndarray:
-    """One image as a 1xCxHxW array of the model's input dtype."""
-    check_spec(spec)
-    pixels = _pixels(Path(path), spec)
+def normalize(pixels: np.ndarray, spec: dict) -> np.ndarray:
+    """HxWxC pixels in model units as the model's one-image batch: mean and std applied, laid out per the spec."""
     mean = np.asarray(spec.get("mean", 0.0), dtype=np.float32)
     std = np.asarray(spec.get("std", 1.0), dtype=np.float32)
-    chw = ((pixels - mean) / std).transpose(2, 0, 1)
-    return chw[None].astype(spec.get("dtype", "float32"))
+    image = (pixels - mean) / std
+    image = image if spec.get("layout") == "NHWC" else image.transpose(2, 0, 1)
+    return image[None].astype(spec.get("dtype", "float32"))
+
+
+def preprocess(path: Path, spec: dict) -> np.ndarray:
+    """One image as a 1xCxHxW (or 1xHxWxC) array of the model's input dtype."""
+    check_spec(spec)
+    return normalize(_pixels(Path(path), spec), spec)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -144,29 +142,32 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum()
 
 
-def _reason(exc: Exception) -> str:
-    """onnxruntime's message: its first line without ORT_NOISE or the final period."""
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return ORT_NOISE.sub("", text).strip().rstrip(".")[:200] or type(exc).__name__
-
-
 def _session(path: Path) -> Any:
-    import onnxruntime as ort
-
     try:
-        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return capped_session(path)
     except Exception as exc:  # onnxruntime's errors share no base class but Exception
-        raise RegistryError(f"{path} cannot be loaded by onnxruntime ({_reason(exc)}); pull the model again, "
-                           "or republish it if that does not help") from None
+        raise RegistryError(f"{path} cannot be loaded by onnxruntime ({ort_reason(exc)}); pull the model again, "
+                            "or republish it if that does not help") from None
 
 
-def _run(session: Any, input_name: str, x: np.ndarray) -> np.ndarray:
+def _run(session: Any, input_name: str, x: np.ndarray) -> list:
     try:
-        return np.asarray(session.run(None, {input_name: x})[0]).reshape(-1)
+        return session.run(None, {input_name: x})
     except Exception as exc:  # onnxruntime's errors share no base class but Exception
+        if out_of_memory(exc):
+            raise RegistryError(f"the model needs more than the {mib(MAX_RUN_BYTES)} of memory a device allows to "
+                                "run one image; republish a model that needs less memory") from None
         raise RegistryError(f"the model rejects the {x.dtype} input of shape {list(x.shape)} built from its "
-                            f"manifest's input spec ({_reason(exc)}); republish it with a matching --input-spec") \
+                            f"manifest's input spec ({ort_reason(exc)}); republish it with a matching --input-spec") \
             from None
+
+
+def _scores(outputs: list, labels: list, image: Path) -> np.ndarray:
+    problem = output_problem(outputs, labels)
+    if problem:
+        raise RegistryError(f"on {image} the model {problem}; republish it as a classifier with one row of finite "
+                            "float scores and one label per score (or none)")
+    return np.asarray(outputs[0], dtype=np.float64).reshape(-1)
 
 
 def predict(model: Path, images: Sequence[Path], top_k: int = 1) -> list[dict[str, Any]]:
@@ -183,8 +184,8 @@ def predict(model: Path, images: Sequence[Path], top_k: int = 1) -> list[dict[st
     for image in images:
         if not Path(image).is_file():
             raise RegistryError(f"image {image} does not exist; check the path")
-        logits = _run(session, input_name, preprocess(Path(image), spec))
-        scores = _softmax(logits.astype(np.float64))
+        outputs = _run(session, input_name, preprocess(Path(image), spec))
+        scores = _softmax(_scores(outputs, labels, Path(image)))
         top = [(int(i), float(scores[i])) for i in np.argsort(-scores)[:top_k]]
         label = labels[top[0][0]] if top[0][0] < len(labels) else None
         results.append({"image": str(image), "class": top[0][0], "score": top[0][1], "label": label, "top": top})

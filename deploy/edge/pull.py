@@ -1,24 +1,26 @@
 """`incop pull` and `incop rollback`: fetch a verified model onto a device and swap it in atomically.
 
-Order: resolve the version, read and check the manifest (and its signature when a public key is
-configured), take the device lock, download each file into DEST/.partial (resuming), verify size and
+Order: resolve the version, read the manifest (bounded: size, nesting and number length), verify it
+(against the signed pointer's sha256 of its raw bytes, then its signature, when a public key is configured),
+check its schema, take the device lock, download each file into DEST/.partial (resuming), verify size and
 sha256, move the version into DEST/versions, then swap the `current` link. Any failure before the swap
 leaves `current` as it was. Imports neither torch nor prefect: a device needs onnxruntime and numpy only.
-With a public key the latest version comes from the signed NAME/latest.json, not the plain `latest`; a
-version older than the running one (created time, then version order) needs allow_downgrade.
+With a public key the latest version comes from the signed NAME/latest.json, not the plain `latest`, and
+that pointer must be fresh: not past its `expires` (a frozen registry) and not issued before the newest one
+this device accepted (a replay); a version older than the running one needs allow_downgrade.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
 
 from .errors import DeviceError, NotFound, RegistryError, VerificationError
-from .manifest import LATEST, MANIFEST, MAX_MANIFEST_BYTES, MAX_POINTER_BYTES, SIGNED_LATEST, check_name, \
-    check_version, is_older, parse_manifest, parse_pointer, version_dir
+from .manifest import LATEST, MANIFEST, MAX_MANIFEST_BYTES, MAX_POINTER_BYTES, SIGNED_LATEST, check_manifest, \
+    check_name, check_pointer, check_version, is_older, pointer_time, read_manifest, read_pointer, utc_now, \
+    version_dir
 from .pull_device import CURRENT, PREVIOUS, Device
 from .pull_fetch import Retry, fetch, read_small
 from .pull_source import source_for
@@ -36,22 +38,28 @@ def pull(registry: str, name: str, dest: Path, version: Optional[str] = None, pu
     version, pointer = (check_version(version), None) if version else _resolve_latest(source, name, policy, key)
     raw = read_small(source, f"{version_dir(name, version)}/{MANIFEST}", policy, MAX_MANIFEST_BYTES,
                      f"{name} has no version {version} in registry {registry}; omit --version to pull the latest")
-    manifest = parse_manifest(raw, name, version)
+    if pointer is not None:
+        _match_pointer(pointer, raw, source.url)  # the raw bytes, before they are parsed
+    manifest = read_manifest(raw, name, version)
     if key is not None:
         verify_manifest(manifest, key)
-    if pointer is not None:
-        _match_pointer(pointer, raw, source.url)
+    manifest = check_manifest(manifest, name, version)
     check_runtime(manifest)
     with device.locked():
         device.check_paths(version)
+        if pointer is not None:
+            _refuse_replay(device, pointer, source.url)
         if device.link(CURRENT) == version and device.is_complete(version, manifest):
+            _remember(device, pointer)
             return _result(device, manifest, changed=False)
         if not allow_downgrade:
             _refuse_downgrade(device, manifest)
         if not device.is_complete(version, manifest):
-            _download(device, source, manifest, policy)
-            device.install(version, raw)
+            with device.staging(version) as stage:
+                _download(stage, source, manifest, policy)
+                device.install(stage, raw)
         device.switch(version)
+        _remember(device, pointer)
         device.prune()
     return _result(device, manifest, changed=True)
 
@@ -94,9 +102,40 @@ def _resolve_latest(source: Any, name: str, policy: Retry, key: Any) -> tuple[st
         raise VerificationError(f"the latest pointer of {name} in registry {source.url} is not signed (there is no "
                                 f"{SIGNED_LATEST}) but a public key is configured; publish {name} with --key or pass "
                                 "--version") from None
-    pointer = parse_pointer(data, name, f"registry {source.url}")
-    verify_signed(pointer, key, f"the latest pointer of {name} in registry {source.url}")
+    where = f"registry {source.url}"
+    pointer = read_pointer(data, name, where)
+    verify_signed(pointer, key, f"the latest pointer of {name} in {where}")
+    pointer = check_pointer(pointer, name, where)
+    _refuse_stale(pointer, where)
     return pointer["version"], pointer
+
+
+def _refuse_stale(pointer: dict, where: str) -> None:
+    """A pointer without an expiry, or past it, is refused: its registry may be frozen on an old version."""
+    name = pointer["name"]
+    if "expires" not in pointer:
+        raise VerificationError(f"the signed latest pointer of {name} in {where} has no expiry, so a frozen or "
+                                f"replayed registry cannot be told from a current one; publish {name} again or run "
+                                f"`incop registry refresh --name {name} --key KEY` there")
+    if pointer_time(pointer, "expires") <= utc_now():
+        raise VerificationError(f"the signed latest pointer of {name} in {where} (v{pointer['version']}) expired at "
+                                f"{pointer['expires']}: the registry is stale or frozen; check that the publisher is "
+                                f"running, or run `incop registry refresh --name {name} --key KEY` there")
+
+
+def _refuse_replay(device: Device, pointer: dict, url: str) -> None:
+    """A pointer issued before the newest this device accepted is a replay of an old one."""
+    newest = device.seen().get(pointer["name"])
+    if newest is not None and pointer_time(pointer, "issued") < pointer_time(newest, "issued"):
+        raise VerificationError(f"the signed latest pointer of {pointer['name']} in registry {url} (v"
+                                f"{pointer['version']}, issued {pointer['issued']}) is older than one {device.dest} "
+                                f"already accepted (v{newest.get('version')}, issued {newest['issued']}): it is a "
+                                "replay; check the registry or mirror you pull from")
+
+
+def _remember(device: Device, pointer: Optional[dict]) -> None:
+    if pointer is not None:
+        device.remember(pointer)
 
 
 def _match_pointer(pointer: dict, raw: bytes, url: str) -> None:
@@ -131,19 +170,16 @@ def _latest(source: Any, name: str, policy: Retry) -> str:
                                 "or pass --version") from None
 
 
-def _download(device: Device, source: Any, manifest: dict, policy: Retry) -> None:
-    partial = device.partial_path(manifest["version"])
-    partial.mkdir(parents=True, exist_ok=True)
-    device.check_partial(manifest["version"])  # the downloader opens these paths and would follow a link
-    have = sum(p.stat().st_size for p in partial.iterdir() if p.is_file())
-    need = sum(info["size"] for info in manifest["files"].values()) - have
-    free = shutil.disk_usage(partial).free
+def _download(stage: Any, source: Any, manifest: dict, policy: Retry) -> None:
+    """Fetch every file of `manifest` into the staging directory (a Stage: written only through its descriptor)."""
+    need = sum(info["size"] for info in manifest["files"].values()) - stage.size()
+    free = stage.free()
     if need > free:
-        raise DeviceError(f"{manifest['name']} v{manifest['version']} needs {need} more bytes but {device.dest} "
+        raise DeviceError(f"{manifest['name']} v{manifest['version']} needs {need} more bytes but {stage.shown} "
                           f"has {free} free; free space on the device and re-run the pull")
     base = version_dir(manifest["name"], manifest["version"])
     for file_name, info in sorted(manifest["files"].items()):
-        fetch(source, f"{base}/{file_name}", partial / file_name, info, policy)
+        fetch(source, f"{base}/{file_name}", stage.file(file_name), info, policy)
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:

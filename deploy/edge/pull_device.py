@@ -5,29 +5,33 @@
     DEST/previous -> versions/U    what `incop rollback` restores
     DEST/.partial/V/         downloads in progress (kept across interruptions so they resume)
     DEST/.lock               held (flock) by the pull or rollback working on DEST
+    DEST/.seen               the newest signed latest pointer accepted per model (replays of older ones are refused)
     DEST/trusted.pub         optional: when present every pull and rollback must verify against it
 
 DEST may be a symbolic link; nothing the device code writes or deletes under it may be (nor may `current` or
-`previous` point anywhere but versions/V): such a link is refused before anything changes.
+`previous` point anywhere but versions/V). While DEST is locked, every write goes through descriptors opened
+with O_NOFOLLOW (dirfd.py), so a link planted at any moment is refused rather than written through.
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
+import json
 import os
-import shutil
 import stat
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
+from .dirfd import Stage, fsync, is_link_at, lstat_at, open_at, open_dir, planted, read_at, remove_at, same, \
+    sha256_at, write_at
 from .errors import DeviceError
-from .manifest import MANIFEST, VERSION_RE, parse_manifest, sha256_file
+from .manifest import MANIFEST, MAX_MANIFEST_BYTES, VERSION_RE, check_manifest, load_json, read_manifest
 
 CURRENT, PREVIOUS, VERSIONS, PARTIAL, LOCK, TRUSTED_KEY = "current", "previous", "versions", ".partial", ".lock", \
     "trusted.pub"
+SEEN, MAX_SEEN_BYTES = ".seen", 1 << 16
 
 
 class Device:
@@ -36,27 +40,34 @@ class Device:
     def __init__(self, dest: Path):
         self.dest = Path(dest)
         self.trusted_key = self.dest / TRUSTED_KEY
+        self.fd: Optional[int] = None
 
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold DEST/.lock; a second pull or rollback on the same DEST fails at once instead of colliding."""
         self.dest.mkdir(parents=True, exist_ok=True)
-        fd = _open_no_follow(self.dest / LOCK, os.O_RDWR | os.O_CREAT)
+        self.fd = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # DEST itself may be a link
         try:
+            lock = open_at(self.fd, LOCK, os.O_RDWR | os.O_CREAT, self.dest / LOCK)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                os.close(lock)
                 raise DeviceError(f"another pull or rollback is working on {self.dest}; wait for it to finish "
                                   "and re-run") from None
-            yield
+            try:
+                yield
+            finally:
+                os.close(lock)  # releases the lock
         finally:
-            os.close(fd)  # releases the lock
+            os.close(self.fd)
+            self.fd = None
 
     def link(self, which: str) -> Optional[str]:
         """The version `current` or `previous` points to, or None; refuse anything but a link to versions/V."""
         path = self.dest / which
         try:
-            target = os.readlink(path)
+            target = os.readlink(which, dir_fd=self.fd) if self.fd is not None else os.readlink(path)
         except FileNotFoundError:
             return None
         except OSError:  # there, but not a symbolic link
@@ -69,58 +80,91 @@ class Device:
     def version_path(self, version: str) -> Path:
         return self.dest / VERSIONS / version
 
-    def partial_path(self, version: str) -> Path:
-        return self.dest / PARTIAL / version
-
     def check_paths(self, version: str) -> None:
-        """Refuse, before anything is written, when a path a pull of VERSION touches is a symbolic link."""
-        for path in (self.dest / PARTIAL, self.partial_path(version), self.dest / VERSIONS,
-                     self.version_path(version)):
-            no_link(path)
-        self.check_partial(version)
+        """Refuse, before anything is written, when a path a pull of VERSION touches is a symbolic link (the
+        writes themselves refuse links too, so one planted later fails the pull instead of being followed)."""
+        for rel in (PARTIAL, f"{PARTIAL}/{version}", VERSIONS, f"{VERSIONS}/{version}"):
+            if is_link_at(self.fd, rel):
+                raise planted(self.dest / rel)
         for which in (CURRENT, PREVIOUS):
             self.link(which)  # refuses a link that points anywhere but versions/V
 
-    def check_partial(self, version: str) -> None:
-        """Refuse when .partial, .partial/V or anything in it is a symbolic link (the download follows none)."""
-        partial = self.partial_path(version)
-        inside = list(partial.iterdir()) if partial.is_dir() and not partial.is_symlink() else []
-        for path in (partial.parent, partial, *inside):
-            no_link(path)
+    @contextmanager
+    def staging(self, version: str) -> Iterator[Stage]:
+        stage = Stage(self.fd, self.dest, PARTIAL, version)
+        try:
+            yield stage
+        finally:
+            stage.close()
+
+    def _version_fd(self, version: str) -> Optional[int]:
+        """A descriptor of versions/V, or None when there is none."""
+        try:
+            versions = open_dir(self.fd, VERSIONS, self.dest / VERSIONS)
+        except FileNotFoundError:
+            return None
+        try:
+            return open_dir(versions, version, self.version_path(version))
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(versions)
 
     def stored_manifest(self, version: str) -> dict:
-        data = (self.version_path(version) / MANIFEST).read_bytes()
-        manifest = parse_manifest(data, _name_in(data), version)
-        return manifest
+        fd = self._version_fd(version)
+        if fd is None:
+            raise FileNotFoundError(self.version_path(version))
+        try:
+            data = read_at(fd, MANIFEST, self.version_path(version) / MANIFEST, MAX_MANIFEST_BYTES)
+        finally:
+            os.close(fd)
+        head = read_manifest(data, "?", version)
+        return check_manifest(head, str(head.get("name")) if isinstance(head, dict) else "?", version)
 
     def is_complete(self, version: str, manifest: dict) -> bool:
-        """Whether versions/V holds every file of `manifest` with the right size and sha256."""
-        base = self.version_path(version)
-        for file_name, info in manifest["files"].items():
-            path = base / file_name
-            if not _plain_file(path) or path.stat().st_size != info["size"] or sha256_file(path) != info["sha256"]:
-                return False
-        return _plain_file(base / MANIFEST)
+        """Whether versions/V holds every file of `manifest` (regular files) with the right size and sha256."""
+        fd = self._version_fd(version)
+        if fd is None:
+            return False
+        try:
+            for name, info in [*manifest["files"].items(), (MANIFEST, None)]:
+                found = lstat_at(fd, name)
+                if found is None or not stat.S_ISREG(found.st_mode):
+                    return False
+                if info is not None and (found.st_size != info["size"] or
+                                         sha256_at(fd, name, self.version_path(version) / name) != info["sha256"]):
+                    return False
+            return True
+        finally:
+            os.close(fd)
 
-    def install(self, version: str, manifest_bytes: bytes) -> None:
-        """Move the verified .partial/V into versions/V with its manifest; a damaged old copy is replaced."""
-        staged, target = self.partial_path(version), self.version_path(version)
-        self.check_partial(version)
-        for path in (target.parent, target):
-            no_link(path)
-        _write_synced(staged / MANIFEST, manifest_bytes)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staged, target)
-        _fsync_dir(target.parent)
+    def install(self, stage: Stage, manifest_bytes: bytes) -> None:
+        """Move the verified .partial/V into versions/V with its manifest; a damaged old copy is replaced.
+
+        The rename is by name, so the staged directory is checked to be the one held open on both sides of it:
+        a directory swapped for a link mid-pull is refused, never installed."""
+        version, held = stage.version, os.fstat(stage.fd)
+        stage.entries()  # refuses links planted among the files
+        write_at(stage.fd, MANIFEST, manifest_bytes, stage.shown / MANIFEST)
+        versions = open_dir(self.fd, VERSIONS, self.dest / VERSIONS, create=True)
+        try:
+            remove_at(versions, version)
+            if not same(lstat_at(stage.parent, version), held):
+                raise planted(stage.shown)
+            os.replace(version, version, src_dir_fd=stage.parent, dst_dir_fd=versions)
+            if not same(lstat_at(versions, version), held):
+                remove_at(versions, version)
+                raise planted(stage.shown)
+            fsync(versions)
+        finally:
+            os.close(versions)
 
     def switch(self, version: str) -> Optional[str]:
         """Point `current` at V and `previous` at what was current; return the previous version."""
         old = self.link(CURRENT)
         if old is not None and old != version:
-            _point(self.dest / PREVIOUS, old)
-        _point(self.dest / CURRENT, version)
+            self._point(PREVIOUS, old)
+        self._point(CURRENT, version)
         return old if old != version else self.link(PREVIOUS)
 
     def swap(self) -> tuple[str, str]:
@@ -128,82 +172,48 @@ class Device:
         current, previous = self.link(CURRENT), self.link(PREVIOUS)
         if previous is None or current is None:
             raise DeviceError(f"{self.dest} has no previous version to roll back to; pull a version first")
-        _point(self.dest / CURRENT, previous)
-        _point(self.dest / PREVIOUS, current)
+        self._point(CURRENT, previous)
+        self._point(PREVIOUS, current)
         return previous, current
 
     def prune(self) -> None:
         """Remove versions that are neither current nor previous, and finished partial downloads."""
         keep = {self.link(CURRENT), self.link(PREVIOUS)}
-        for path in (self.dest / VERSIONS, self.dest / PARTIAL):
-            no_link(path)
-        for path in (self.dest / VERSIONS).iterdir():
-            if stat.S_ISLNK(os.lstat(path).st_mode):
-                path.unlink()  # never followed, whatever it points to
-            elif path.name not in keep:
-                shutil.rmtree(path, ignore_errors=True)  # rmtree unlinks links inside; it does not follow them
-        shutil.rmtree(self.dest / PARTIAL, ignore_errors=True)
+        versions = open_dir(self.fd, VERSIONS, self.dest / VERSIONS, create=True)
+        try:
+            for name in os.listdir(versions):
+                if name not in keep or is_link_at(versions, name):
+                    remove_at(versions, name)  # a link is unlinked, never followed
+        finally:
+            os.close(versions)
+        remove_at(self.fd, PARTIAL)
 
+    def seen(self) -> dict:
+        """The newest signed pointer accepted per model name: {name: {version, issued, expires}}."""
+        try:
+            data = read_at(self.fd, SEEN, self.dest / SEEN, MAX_SEEN_BYTES)
+        except FileNotFoundError:
+            return {}
+        try:
+            seen = load_json(data)
+            ok = isinstance(seen, dict) and all(isinstance(v, dict) and isinstance(v.get("issued"), str)
+                                                for v in seen.values())
+        except ValueError:
+            ok = False
+        if not ok:
+            raise DeviceError(f"{self.dest / SEEN} (the newest pointers this device accepted) is corrupt; remove it "
+                              "and re-run the pull")
+        return seen
 
-def no_link(path: Path) -> None:
-    """Refuse when `path` is a symbolic link (a missing path is fine)."""
-    try:
-        linked = stat.S_ISLNK(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return
-    if linked:
-        raise _planted(path)
+    def remember(self, pointer: dict) -> None:
+        """Record `pointer` as the newest accepted for its model (written atomically)."""
+        seen = {**self.seen(), pointer["name"]: {k: pointer[k] for k in ("version", "issued", "expires")}}
+        write_at(self.fd, SEEN, json.dumps(seen, sort_keys=True, indent=1).encode() + b"\n", self.dest / SEEN)
 
+    def _point(self, which: str, version: str) -> None:
+        """Atomically make DEST/`which` a relative symlink to versions/VERSION."""
+        tmp = f".{which}.{uuid.uuid4().hex}.tmp"
+        os.symlink(f"{VERSIONS}/{version}", tmp, dir_fd=self.fd)
+        os.replace(tmp, which, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        fsync(self.fd)
 
-def _planted(path: Path) -> DeviceError:
-    return DeviceError(f"{path} is a symbolic link; remove it and re-run the pull")
-
-
-def _plain_file(path: Path) -> bool:
-    """A regular file, not a link to one."""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return False
-
-
-def _open_no_follow(path: Path, flags: int, mode: int = 0o644) -> int:
-    try:
-        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _planted(path) from None
-        raise DeviceError(f"cannot open {path} ({exc.strerror}); check the permissions of the device directory "
-                          "and re-run the pull") from None
-
-
-def _name_in(data: bytes) -> str:
-    import json
-
-    try:
-        return str(json.loads(data).get("name"))
-    except (ValueError, AttributeError):
-        return "?"
-
-
-def _point(link: Path, version: str) -> None:
-    """Atomically make `link` a relative symlink to versions/VERSION."""
-    tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex}.tmp")
-    os.symlink(f"{VERSIONS}/{version}", tmp)
-    os.replace(tmp, link)
-    _fsync_dir(link.parent)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with os.fdopen(_open_no_follow(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

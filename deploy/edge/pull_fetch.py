@@ -14,11 +14,9 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .errors import DeviceError, NotFound, Unreachable, VerificationError
-from .manifest import sha256_file
 from .pull_source import Missing, RangeRefused, Transient
 
 CHUNK = 1 << 16
@@ -53,13 +51,14 @@ class Pace:
         self.policy, self.url, self.rel, self.started = policy, url, rel, time.monotonic()
         derived = 60 + size / policy.min_rate if policy.min_rate > 0 else math.inf
         self.limit = derived if policy.deadline is None else policy.deadline
+        self.until = self.started + self.limit  # the time.monotonic() instant of the deadline
         self.marks: deque = deque()
 
     def remaining(self) -> float:
-        return self.limit - (time.monotonic() - self.started)
+        return self.until - time.monotonic()
 
     def check_deadline(self) -> None:
-        if self.remaining() < 0:
+        if self.remaining() <= 0:
             raise Unreachable(f"registry {self.url} did not deliver {self.rel} within the {self.limit:g} s deadline; "
                               f"check the network, raise --deadline or lower --min-rate, then {RESUMES}")
 
@@ -89,6 +88,8 @@ def with_retries(action: Callable[[], Any], policy: Retry, url: str, what: str, 
             return action()
         except Transient as exc:
             last = exc
+            if pace is not None:
+                pace.check_deadline()  # a request cut off at the deadline ends the pull with the deadline's sentence
             if attempt < policy.retries:
                 wait = policy.backoff * 2 ** attempt
                 time.sleep(max(0.0, min(wait, pace.remaining() if pace else wait)))
@@ -119,7 +120,7 @@ def read_small(source: Any, rel: str, policy: Retry, limit: int, missing: str) -
 
     def attempt() -> bytes:
         pieces: list = []
-        stream, _ = source.open(rel, 0)
+        stream, _ = source.open(rel, 0, pace.until)
         with stream:
             _drain(stream, limit + 1, pace, pieces.append)
         return b"".join(pieces)
@@ -141,7 +142,7 @@ def _read(read: Callable[[int], bytes], size: int) -> bytes:
         raise Transient(f"read failed: {exc or type(exc).__name__}") from None
 
 
-def _write(out: Any, chunk: bytes, part: Path) -> None:
+def _write(out: Any, chunk: bytes, part: Any) -> None:
     try:
         out.write(chunk)
     except OSError as exc:
@@ -150,20 +151,20 @@ def _write(out: Any, chunk: bytes, part: Path) -> None:
         raise DeviceError(f"{reason} while downloading {part}; free space on the device and {RESUMES}") from None
 
 
-def _attempt(source: Any, rel: str, part: Path, size: int, pace: Pace) -> int:
+def _attempt(source: Any, rel: str, part: Any, size: int, pace: Pace) -> int:
     """One pass: append the rest of `rel` to `part`; return the length of `part` afterwards."""
-    offset = part.stat().st_size if part.exists() else 0
+    offset = part.size() or 0
     if offset > size:  # a stale partial file from another upload of this name: start over
         part.unlink()
         offset = 0
     if offset == size:
         return offset
     try:
-        stream, start = source.open(rel, offset)
+        stream, start = source.open(rel, offset, pace.until)
     except RangeRefused:
-        part.unlink(missing_ok=True)
+        part.unlink()
         raise Transient("the server refused the resume range; starting over") from None
-    with stream, open(part, "r+b" if part.exists() else "wb") as out:
+    with stream, part.open_for_writing() as out:
         out.seek(start)
         out.truncate()
         # one byte more than the manifest says reveals a longer file
@@ -173,9 +174,9 @@ def _attempt(source: Any, rel: str, part: Path, size: int, pace: Pace) -> int:
     return written
 
 
-def fetch(source: Any, rel: str, part: Path, info: dict, policy: Retry) -> None:
-    """Download `rel` into `part` (resuming what is there) and verify its size and sha256, or raise."""
-    resumed = part.exists() and part.stat().st_size > 0
+def fetch(source: Any, rel: str, part: Any, info: dict, policy: Retry) -> None:
+    """Download `rel` into `part` (a StagedFile: resuming what is there) and verify its size and sha256, or raise."""
+    resumed = (part.size() or 0) > 0
     pace = Pace(policy, source.url, rel, info["size"])
     for _ in range(2):
         try:
@@ -185,13 +186,13 @@ def fetch(source: Any, rel: str, part: Path, info: dict, policy: Retry) -> None:
             raise NotFound(f"{rel} is missing from registry {source.url}; the entry is incomplete, so "
                            "republish it") from None
         if length != info["size"]:
-            part.unlink(missing_ok=True)
+            part.unlink()
             kind = "truncated" if length < info["size"] else "longer than the manifest says"
             raise VerificationError(f"{rel} is {kind} ({length} bytes, manifest {info['size']}); the registry "
                                     "entry is corrupt, so republish it")
-        if sha256_file(part) == info["sha256"]:
+        if part.sha256() == info["sha256"]:
             return
-        part.unlink(missing_ok=True)
+        part.unlink()
         if not resumed:
             break
         resumed = False  # a stale partial file may be the culprit: download it once more from scratch

@@ -1,42 +1,37 @@
 """`incop registry serve`: a small read-only HTTP server for a registry directory (GET/HEAD with Range).
 
 Hidden names (temporary files of a publish in progress) and anything outside the directory are 404; a
-malformed path is 400. Each connection has a socket timeout and at most `max_connections` are served at
-once: one more is answered 503 at once, so idle connections cannot pile up threads.
+malformed path is 400. Each connection has a socket timeout, each request a header deadline, and at most
+`max_connections` are served at once, a few waiting ones per client address (serve_conn.py): one more is
+answered 503 at once, so slow or idle connections cannot pile up threads or starve other clients.
 """
 
 from __future__ import annotations
 
 import errno
 import re
-import socket
 import threading
 import time
 import urllib.parse
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional, Union
 
 from .errors import RegistryError
+from .serve_conn import GuardedHandler, RegistryServer
 
 RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 MAX_PATH = 1024
 CHUNK = 1 << 16
-BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\n"
-        b"Connection: close\r\n\r\n")
 
 
-class RegistryHandler(BaseHTTPRequestHandler):
+class RegistryHandler(GuardedHandler):
     """Serves files under `server.root`; `server.delay` seconds of sleep per chunk simulate a slow link."""
 
     server_version = "incop-registry/1"
     protocol_version = "HTTP/1.1"
-
-    def setup(self) -> None:
-        self.timeout = self.server.conn_timeout  # StreamRequestHandler applies it to the socket
-        super().setup()
 
     def do_GET(self) -> None:
         self._serve(body=True)
@@ -130,47 +125,16 @@ def _size(path: Optional[Path]) -> Optional[int]:
         return None
 
 
-class RegistryServer(ThreadingHTTPServer):
-    """One thread per connection up to `slots`; a deep listen queue so a fleet pulling at once is not refused."""
-
-    request_queue_size = 128
-    daemon_threads = True
-
-    def process_request(self, request: socket.socket, client_address) -> None:
-        if not self.slots.acquire(blocking=False):
-            return self._refuse(request)
-        try:
-            super().process_request(request, client_address)
-        except RuntimeError:  # no thread could be started
-            self.slots.release()
-            self._refuse(request)
-
-    def process_request_thread(self, request: socket.socket, client_address) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
-
-    def _refuse(self, request: socket.socket) -> None:
-        try:
-            request.settimeout(1.0)
-            request.sendall(BUSY)
-        except OSError:
-            pass
-        self.shutdown_request(request)
-
-
 def make_server(root: Path, host: str = "127.0.0.1", port: int = 8765, delay: float = 0.0,
                 handler: type = RegistryHandler, timeout: float = 30.0, max_connections: int = 64) -> RegistryServer:
     """A server bound to host:port (port 0 picks a free one: read it from server.server_address)."""
     try:
-        server = RegistryServer((host, port), handler)
+        server = RegistryServer((host, port), handler, timeout, max_connections)
     except OverflowError:
         raise RegistryError(f"port {port} is outside 0..65535; pass another --port") from None
     except OSError as exc:
         raise RegistryError(_bind_error(exc, host, port)) from None
     server.root, server.delay, server.verbose = Path(root).resolve(), delay, False
-    server.conn_timeout, server.slots = timeout, threading.BoundedSemaphore(max_connections)
     return server
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,6 +18,7 @@ from .manifest import signed_payload
 PRIVATE_ENV = "INCOP_SIGNING_KEY"
 PUBLIC_ENV = "INCOP_PUBLIC_KEY"
 CRYPTO_PIN = "cryptography==50.0.2"
+STEM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def _serialization():
@@ -39,22 +41,43 @@ def key_id(public_key: Any) -> str:
 
 
 def generate_keys(out_dir: Path, stem: str = "incop", force: bool = False) -> tuple[Path, Path]:
-    """Write a new key pair as PEM: STEM.key (private, mode 600) and STEM.pub; return both paths."""
+    """Write a new key pair as PEM: STEM.key (private, mode 600) and STEM.pub; return both paths.
+
+    Each file is written to a temporary name, synced and renamed, so a full disk leaves no half key behind.
+    """
     s = _serialization()
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    if not isinstance(stem, str) or not STEM_RE.match(stem):
+        raise RegistryError(f"key name stem {stem!r} is not a plain file name; use letters, digits, '.', '_' or '-' "
+                            "and choose the directory with --out")
     private_path, public_path = Path(out_dir) / f"{stem}.key", Path(out_dir) / f"{stem}.pub"
-    if not force and (private_path.exists() or public_path.exists()):
+    if not force and (os.path.lexists(private_path) or os.path.lexists(public_path)):
         raise RegistryError(f"{private_path} or {public_path} already exists; choose another --out or pass --force")
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption())
     public_pem = key.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(private_pem)
-    public_path.write_bytes(public_pem)
+    _write_key(private_path, private_pem, 0o600)
+    _write_key(public_path, public_pem, 0o644)
     return private_path, public_path
+
+
+def _write_key(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _load(path: Path, private: bool) -> Any:
@@ -74,23 +97,43 @@ def _load(path: Path, private: bool) -> Any:
     return key
 
 
+def _from_env(name: str) -> Optional[str]:
+    """The key path in environment variable `name`; set but empty is a misconfiguration, never "no key"."""
+    value = os.environ.get(name)
+    if value is not None and not value.strip():
+        raise RegistryError(f"{name} is set but empty; point it at a key file or unset it")
+    return value
+
+
 def load_private_key(key: Any) -> Optional[Any]:
     """A private key from a path, an already loaded key, or the INCOP_SIGNING_KEY environment variable."""
     if key is None:
-        key = os.environ.get(PRIVATE_ENV) or None
+        key = _from_env(PRIVATE_ENV)
     if key is None or not isinstance(key, (str, os.PathLike)):
         return key
     return _load(Path(key), private=True)
 
 
-def load_public_key(key: Any, fallback: Optional[Path] = None) -> Optional[Any]:
-    """A public key from a path, a loaded key, INCOP_PUBLIC_KEY, or `fallback` when that file exists."""
+def load_public_key(key: Any, anchor: Optional[Path] = None) -> Optional[Any]:
+    """A public key from a path, a loaded key, INCOP_PUBLIC_KEY, or the device's trust anchor `anchor`.
+
+    Fails closed: a key that is configured or present in any form (a directory, a dangling link, an unreadable
+    or foreign file) is an error, never "no key". Only an `anchor` that does not exist at all means unsigned.
+    """
     if key is None:
-        key = os.environ.get(PUBLIC_ENV) or None
-    if key is None and fallback is not None and Path(fallback).is_file():
-        key = fallback
+        key = _from_env(PUBLIC_ENV)
+    if key is None and anchor is not None and os.path.lexists(anchor):
+        if not Path(anchor).is_file():
+            what = "a dangling symbolic link" if Path(anchor).is_symlink() and not Path(anchor).exists() else \
+                "not a regular file"
+            raise VerificationError(f"the trust anchor {anchor} is {what}, so nothing can be verified; restore the "
+                                    "public key file there (or remove it to pull unsigned models)")
+        key = anchor
     if key is None or not isinstance(key, (str, os.PathLike)):
         return key
+    if not Path(key).is_file():
+        raise VerificationError(f"the public key {key} is not a readable file, so nothing can be verified; point "
+                                "--public-key or INCOP_PUBLIC_KEY at the .pub file from `incop keys generate`")
     return _load(Path(key), private=False)
 
 
@@ -117,7 +160,11 @@ def verify_signed(signed: dict, public_key: Any, where: str) -> None:
                                 "or pull from a registry you trust")
     try:
         public_key.verify(base64.b64decode(sig["value"], validate=True), signed_payload(signed))
-    except (InvalidSignature, ValueError):
-        raise VerificationError(f"the signature of {where} (key {sig.get('key_id')}) does not match the configured "
-                                f"public key {key_id(public_key)}; check --public-key or republish with the right "
+    except (InvalidSignature, ValueError, TypeError):
+        mine = key_id(public_key)
+        if sig.get("key_id") == mine:
+            raise VerificationError(f"{where} was changed after it was signed by key {mine} (the signature no longer "
+                                    "matches its content): it is corrupt or tampered with, so republish it") from None
+        raise VerificationError(f"the signature of {where} (key {str(sig.get('key_id'))[:20]}) does not match the "
+                                f"configured public key {mine}; check --public-key or republish with the right "
                                 "--key") from None

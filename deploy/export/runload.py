@@ -69,6 +69,10 @@ def require_finished(run: Path) -> None:
         raise RunNotFinished(f"run {run.name} has not finished (state {status.get('state')}, "
                              f"{status.get('iterations_done')}/{status.get('iterations_total')} iterations); "
                              f"wait for it to finish (or resume it with `incop prune`) before exporting")
+    if not finished_iterations(run):
+        raise RunNotFinished(f"run {run.name} is marked finished but {run / paths.ITERATIONS} holds no finished "
+                             f"iteration; re-run `incop prune --config {run / paths.CONFIG} --run-dir {run}` to "
+                             "recompute them, then export")
     read_record(run, finished_iterations(run)[-1])  # a damaged final record is a sentence, not a KeyError later
 
 
