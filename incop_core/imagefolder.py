@@ -25,6 +25,14 @@ def _visible(name: str) -> bool:
     return not name.startswith(".")
 
 
+def _first(seen: dict[str, str], path: str, sentence: str) -> None:
+    """Record `path` by its real path in `seen`; a second path to the same place is `sentence` (a DataError)."""
+    real = os.path.realpath(path)
+    if real in seen:
+        raise DataError(sentence.format(path=path, real=real, seen=seen[real]))
+    seen[real] = path
+
+
 class _Walk:
     """The real paths read so far, shared by train/ and test/, so nothing is read twice."""
 
@@ -33,18 +41,12 @@ class _Walk:
         self.files: dict[str, str] = {}
 
     def enter(self, folder: str) -> None:
-        real = os.path.realpath(folder)
-        if real in self.folders:
-            raise DataError(f"{folder} leads to {real}, a folder already read as {self.folders[real]} (a symbolic link "
-                            "loop or a second link to one folder); remove the link so each image is read once")
-        self.folders[real] = folder
+        _first(self.folders, folder, "{path} leads to {real}, a folder already read as {seen} (a symbolic link loop "
+               "or a second link to one folder); remove the link so each image is read once")
 
     def add(self, path: str) -> str:
-        real = os.path.realpath(path)
-        if real in self.files:
-            raise DataError(f"{path} and {self.files[real]} are the same image file (through a symbolic link); remove "
-                            "one, so no image is both trained on and validated or tested")
-        self.files[real] = path
+        _first(self.files, path, "{path} and {seen} are the same image file (through a symbolic link); remove one, "
+               "so no image is both trained on and validated or tested")
         return path
 
     def images(self, class_dir: str) -> list[str]:

@@ -113,11 +113,7 @@ def write_at(parent: int, name: str, data: bytes, shown: Path) -> None:
     except BaseException:
         remove_at(parent, tmp)
         raise
-    fsync(parent)
-
-
-def fsync(fd: int) -> None:
-    os.fsync(fd)
+    os.fsync(parent)
 
 
 class StagedFile:

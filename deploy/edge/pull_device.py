@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .dirfd import Stage, fsync, is_link_at, lstat_at, open_at, open_dir, planted, read_at, remove_at, same, \
+from .dirfd import Stage, is_link_at, lstat_at, open_at, open_dir, planted, read_at, remove_at, same, \
     sha256_at, write_at
 from .errors import DeviceError
 from .manifest import MANIFEST, MAX_MANIFEST_BYTES, VERSION_RE, check_manifest, load_json, read_manifest
@@ -155,7 +155,7 @@ class Device:
             if not same(lstat_at(versions, version), held):
                 remove_at(versions, version)
                 raise planted(stage.shown)
-            fsync(versions)
+            os.fsync(versions)
         finally:
             os.close(versions)
 
@@ -215,5 +215,5 @@ class Device:
         tmp = f".{which}.{uuid.uuid4().hex}.tmp"
         os.symlink(f"{VERSIONS}/{version}", tmp, dir_fd=self.fd)
         os.replace(tmp, which, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-        fsync(self.fd)
+        os.fsync(self.fd)
 
