@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -130,10 +131,20 @@ def test_invalid_parameters_are_rejected_by_the_server_with_a_readable_message(s
     assert "bench_rounds" in caught.value.response.text and caught.value.response.status_code in (409, 422)
 
 
-def _post(url: str, body: dict) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+def _post(url: str, body: dict, seconds: float = 90) -> dict:
+    """POST as the UI does; a busy server (SQLite locked under a running flow) answers 503 or 429, which the
+    UI and Prefect's own client retry, so this does too, with backoff, within a deadline."""
+    deadline, pause = time.monotonic() + seconds, 0.5
+    while True:
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            if error.code not in (429, 503) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 8)
 
 
 def test_a_partial_run_from_the_ui_keeps_the_served_parameters_and_shows_its_progress(served):
