@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from incop_core.config import RunConfig, describe, validate
 from incop_core.errors import ConfigError
+from incop_core.factory import MODEL_MODULES_ENV, factory_allowed
+from incop_core.models import is_factory
 
 ProfileName = Literal["edge-1t", "cpu-2t", "throughput"]
 
@@ -55,6 +58,15 @@ class PipelineParams(BaseModel):
             raise ValueError(f"{value!r} uses the unknown storage protocol {unknown}://; use a local directory or a URL "
                              "of an fsspec backend such as s3://, gs:// or memory://")
         return value
+
+    @model_validator(mode="after")
+    def _factory_is_allowed(self) -> "PipelineParams":
+        name = self.run.model.name
+        if is_factory(name) and not factory_allowed(name):
+            raise ValueError(f"run.model.name {name} would import and call code on the worker, which the pipeline does only "
+                             f"for modules listed in the worker's {MODEL_MODULES_ENV} setting (comma-separated, now "
+                             f"{os.environ.get(MODEL_MODULES_ENV) or 'empty'}); add its package there or use a zoo model")
+        return self
 
     @model_validator(mode="after")
     def _publish_profile_is_benchmarked(self) -> "PipelineParams":

@@ -82,7 +82,7 @@ def build_config(config: Optional[Path], flags: dict[str, Any], overrides: List[
 @app.command()
 def prune(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON or TOML run config."),
-    model: Optional[str] = typer.Option(None, help="small-cnn, resnet18, resnet50 or vgg16."),
+    model: Optional[str] = typer.Option(None, help="small-cnn, a torchvision model (resnet18, mobilenet_v2, efficientnet_b0, ...; see README) or package.module:factory."),
     dataset: Optional[str] = typer.Option(None, help="fashion-mnist, mnist, cifar10, imagefolder or synthetic."),
     data_root: Optional[str] = typer.Option(None, help="Data directory."),
     train_subset: Optional[int] = typer.Option(None, help="Use this many training images."),

@@ -14,7 +14,7 @@ from pydantic_core import PydanticCustomError
 from .criteria import CRITERIA
 from .data import DataConfig
 from .errors import ConfigError
-from .magnitude import Scope
+from .magnitude import PER_LAYER_FILTERS, Scope
 from .models import ModelConfig
 from .rawconfig import MAX_DEPTH, boolean_number, read_config_file, set_dotted, too_deep  # noqa: F401 (the CLIs import the readers here)
 from .schedules import SCHEDULES
@@ -63,11 +63,15 @@ class PruneConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     iterations: int = Field(5, ge=0, le=200, description="Prune-and-retrain iterations after fine-tuning.")
     scope: Scope = Field("global", description="Ranking scope: global, layer, neuron, filter (structured, one ranking over all filters) or "
-                                               "layer-filter (structured, ranked inside each layer: no layer is emptied).")
-    round_to: Optional[int] = Field(
-        None, ge=2, le=256, description="layer-filter scope only: every layer keeps a multiple of this many filters "
-                                        "(the schedule's kept count rounded down, at least one multiple), so removed "
-                                        "filters become removed latency on SIMD CPU kernels; None keeps exact counts.")
+                                               "layer-filter (structured, ranked inside each layer: no layer is emptied) or group (structured: "
+                                               "coupled channel sets of BN, depthwise convs and residual adds pruned as one, "
+                                               "so every pruned channel is removed by compaction).")
+    round_to: Union[Annotated[int, Field(ge=2, le=256)], Literal["auto"], None] = Field(
+        None, description="layer-filter and group scopes only: every layer (group) keeps a multiple of this many filters "
+                          "(the schedule's kept count rounded down, at least one multiple), so removed filters become "
+                          "removed latency on SIMD CPU kernels; auto measures the kept widths k-7..k of every layer "
+                          "(group) with onnxruntime on one thread, once per machine, and keeps the widest within 5 % "
+                          "of the fastest; None keeps exact counts.")
     max_epochs: int = Field(20, ge=1, le=1000, description="Retraining epochs per iteration at most (exactly, for fixed-epochs).")
     schedule: ScheduleConfig = Field(default_factory=lambda: SCHEDULES.config_for(DEFAULT_KINDS["schedule"])(),
                                      description="How much to prune each iteration: choose a kind, then its settings.",
@@ -86,8 +90,8 @@ class PruneConfig(BaseModel):
 
     @model_validator(mode="after")
     def _round_to_needs_layer_filter(self) -> "PruneConfig":
-        if self.round_to is not None and self.scope != "layer-filter":
-            raise ValueError(f"prune.round_to rounds each layer's filter count, so it needs scope layer-filter "
+        if self.round_to is not None and self.scope not in PER_LAYER_FILTERS:
+            raise ValueError(f"prune.round_to rounds each layer's filter count, so it needs scope layer-filter or group "
                              f"(got {self.scope}); set prune.scope=layer-filter or leave prune.round_to empty")
         return self
 

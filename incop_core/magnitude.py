@@ -2,21 +2,24 @@
 
 Schedules answer "how many" as counts keyed by group: "*" means one ranking over the whole
 scope (global weights, or all filters), a layer name means a ranking inside that layer (layer,
-neuron, and layer-filter: whole filters ranked inside each layer, which keeps at least one).
+neuron, and layer-filter: whole filters ranked inside each layer, which keeps at least one), or a group's root
+layer (group: coupled channel sets from torch-pruning's dependency graph, groups.py).
 Only surviving weights are ranked and exactly the asked count is pruned (ties by position).
 """
 
 from __future__ import annotations
 
-from typing import Literal, Mapping
+from typing import Literal, Mapping, Optional, Sequence
 
 import torch
 
+from .groups import ChannelGroup, group_survivors, prune_groups
 from .masks import Mask
 
-Scope = Literal["global", "layer", "neuron", "filter", "layer-filter"]
-SCOPES: tuple[str, ...] = ("global", "layer", "neuron", "filter", "layer-filter")
-STRUCTURED: tuple[str, ...] = ("filter", "layer-filter")  # whole output channels; counts are filters
+Scope = Literal["global", "layer", "neuron", "filter", "layer-filter", "group"]
+SCOPES: tuple[str, ...] = ("global", "layer", "neuron", "filter", "layer-filter", "group")
+STRUCTURED: tuple[str, ...] = ("filter", "layer-filter", "group")  # whole output channels; counts are filters
+PER_LAYER_FILTERS: tuple[str, ...] = ("layer-filter", "group")  # each layer (group) keeps a multiple of round_to
 ALL = "*"
 
 
@@ -34,8 +37,12 @@ def alive_filters(keep: torch.Tensor) -> torch.Tensor:
     return keep.reshape(keep.shape[0], -1).any(dim=1)
 
 
-def survivors(weights: Mapping[str, torch.Tensor], mask: Mask, scope: str) -> dict[str, torch.Tensor]:
-    """The values a schedule measures, per group: surviving weights, or surviving filters' norms."""
+def survivors(weights: Mapping[str, torch.Tensor], mask: Mask, scope: str,
+              groups: Optional[Sequence[ChannelGroup]] = None) -> dict[str, torch.Tensor]:
+    """The values a schedule measures, per group: surviving weights, surviving filters' norms, or surviving channels'
+    group importance (group scope; without `groups` it counts each layer's filters, which is all a trajectory needs)."""
+    if scope == "group" and groups is not None:
+        return group_survivors(weights, mask, list(groups))
     if scope in STRUCTURED:
         per_layer = {
             n: filter_norms(weights[n], mask.tensors[n])[alive_filters(mask.tensors[n])] for n in filter_layers(weights)
@@ -108,9 +115,15 @@ def round_filter_counts(counts: Mapping[str, int], mask: Mask, multiple: int) ->
     return rounded
 
 
-def prune(weights: Mapping[str, torch.Tensor], mask: Mask, counts: Mapping[str, int], scope: str) -> Mask:
-    """Return a new, smaller mask pruning `counts` (weights, or filters in `filter` scope) by magnitude."""
+def prune(weights: Mapping[str, torch.Tensor], mask: Mask, counts: Mapping[str, int], scope: str,
+          groups: Optional[Sequence[ChannelGroup]] = None) -> Mask:
+    """Return a new, smaller mask pruning `counts` (weights, filters, or a group's channels) by magnitude."""
     keep = {name: t.clone() for name, t in mask.tensors.items()}
+    if scope == "group":
+        if groups is None:
+            raise ValueError("group scope prunes coupled channel groups: pass the model's groups (groups.channel_groups)")
+        prune_groups(weights, keep, mask, list(groups), counts)
+        return Mask(keep)
     for group, count in counts.items():
         if count <= 0:
             continue

@@ -2,25 +2,59 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal, Mapping, Optional
+from typing import Annotated, Any, Literal, Mapping, Optional, Union, get_args
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, field_validator,
+                      model_validator)
 from torch import nn
 
 from .errors import ConfigError
+from .factory import build_custom
 from .pathkind import FILE, not_a
 
-ModelName = Literal["small-cnn", "resnet18", "resnet50", "vgg16"]
+ModelName = Literal["small-cnn", "resnet18", "resnet34", "resnet50", "vgg16", "mobilenet_v2", "mobilenet_v3_small",
+                    "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf"]
+KNOWN_MODELS: tuple[str, ...] = get_args(ModelName)
+FACTORY_PATTERN = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$"
+FactoryPath = Annotated[str, Field(pattern=FACTORY_PATTERN)]
+
+
+def is_factory(name: str) -> bool:
+    """A `package.module:factory` model.name, as opposed to a zoo name."""
+    return name not in KNOWN_MODELS
 
 
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: ModelName = Field("small-cnn", description="Architecture: small-cnn (fast on CPU) or a torchvision model.")
+    name: Union[ModelName, FactoryPath] = Field(
+        "small-cnn", description="Architecture: small-cnn (fast on CPU), a torchvision model adapted to the input, or "
+                                 "your own 'package.module:factory', a callable returning an nn.Module.")
     weights: Optional[str] = Field(None, description="Local state-dict file to start from; it must fit the model exactly "
-                                                     "(same name, width, input and classes).")
+                                                     "(same name, width or kwargs, input and classes).")
     width: int = Field(32, ge=4, le=256, description="First-layer channels of small-cnn (later layers double).")
+    kwargs: dict[str, Any] = Field(  # left out of the JSON when empty: configs from before the field keep their hash
+        default_factory=dict, exclude_if=lambda kwargs: not kwargs,
+        description="Keyword arguments of a 'package.module:factory' model (JSON values); it also gets "
+                    "in_channels/channels, image_size/size and num_classes from the data when its signature names them "
+                    "and kwargs does not.")
+
+    @field_validator("name", mode="wrap")
+    @classmethod
+    def _known_or_factory(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> str:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise ValueError(f"{value!r} is neither a known model ({', '.join(KNOWN_MODELS)}) nor a "
+                             "'package.module:factory' path to your own model") from None
+
+    @model_validator(mode="after")
+    def _kwargs_need_factory(self) -> "ModelConfig":
+        if self.kwargs and not is_factory(self.name):
+            raise ValueError(f"model.kwargs is only for a 'package.module:factory' model.name, not {self.name}")
+        return self
 
 
 class SmallCNN(nn.Module):
@@ -64,14 +98,30 @@ def _adapt_vgg(model: nn.Module, channels: int, size: int, num_classes: int) -> 
     return model
 
 
+def _adapt_stem_and_head(model: nn.Module, channels: int, size: int, num_classes: int) -> nn.Module:
+    """MobileNet, EfficientNet, RegNet: the first conv (the stem) takes `channels`, with stride 1 on small inputs;
+    the last Linear gives `num_classes`. Module names, hence state-dict keys, stay torchvision's."""
+    stem_name, stem = next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
+    head_name, head = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    stride = 1 if size < 64 else stem.stride
+    new = nn.Conv2d(channels, stem.out_channels, stem.kernel_size, stride, stem.padding, bias=stem.bias is not None)
+    nn.init.kaiming_normal_(new.weight, mode="fan_out")  # the init these families give their convs
+    model.set_submodule(stem_name, new)
+    model.set_submodule(head_name, nn.Linear(head.in_features, num_classes, bias=head.bias is not None))
+    return model
+
+
 def _torchvision(name: str, channels: int, size: int, num_classes: int) -> nn.Module:
     from torchvision import models
 
+    model = getattr(models, name)(weights=None)
     if name.startswith("resnet"):
         from .relus import distinct_relus
 
-        return distinct_relus(_adapt_resnet(getattr(models, name)(weights=None), channels, size, num_classes))
-    return _adapt_vgg(models.vgg16(weights=None), channels, size, num_classes)
+        return distinct_relus(_adapt_resnet(model, channels, size, num_classes))
+    if name == "vgg16":
+        return _adapt_vgg(model, channels, size, num_classes)
+    return _adapt_stem_and_head(model, channels, size, num_classes)
 
 
 def read_state(path: Path | str) -> object:
@@ -100,6 +150,14 @@ def non_finite(state: Mapping) -> Optional[str]:
                  and not bool(torch.isfinite(v).all())), None)
 
 
+def _described(model: nn.Module, cfg: Optional[ModelConfig]) -> str:
+    if cfg is None:
+        return type(model).__name__
+    if cfg.name == "small-cnn":
+        return f"small-cnn of width {cfg.width}"
+    return f"{cfg.name} with model.kwargs {json.dumps(cfg.kwargs)}" if cfg.kwargs else cfg.name
+
+
 def load_weights(model: nn.Module, path: str, cfg: Optional[ModelConfig] = None) -> None:
     """Load a local state dict strictly: every key present, no extra one, every shape equal, every value finite."""
     problem = not_a(Path(path), FILE)
@@ -115,9 +173,10 @@ def load_weights(model: nn.Module, path: str, cfg: Optional[ModelConfig] = None)
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     problem = state_mismatch(model, state)
     if problem:
-        what = type(model).__name__ if cfg is None else f"small-cnn of width {cfg.width}" if cfg.name == "small-cnn" else cfg.name
-        raise ConfigError(f"weights file {path} does not fit {what} on this data: {problem}; point model.weights at "
-                          "weights of the same model.name, model.width and data set, or leave it empty")
+        factory = cfg is not None and is_factory(cfg.name)
+        raise ConfigError(f"weights file {path} does not fit {_described(model, cfg)} on this data: {problem}; point "
+                          f"model.weights at weights of the same model.name, {'model.kwargs' if factory else 'model.width'} "
+                          "and data set, or leave it empty")
     bad = non_finite(state)
     if bad:
         raise ConfigError(f"weights file {path} holds NaN or infinite values in {bad} before any training; use "
@@ -129,6 +188,8 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes
     channels, size = input_shape[0], input_shape[1]
     if cfg.name == "small-cnn":
         model = SmallCNN(channels, size, num_classes, cfg.width)
+    elif is_factory(cfg.name):
+        model = build_custom(cfg.name, cfg.kwargs, input_shape, num_classes)
     else:
         model = _torchvision(cfg.name, channels, size, num_classes)
     if cfg.weights:

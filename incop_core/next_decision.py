@@ -37,7 +37,10 @@ class NextDecision:
         prune = self.config.prune
         if prune.follow is not None:
             return follow_counts(mask, prune.scope, prune.follow[t - 1])
-        counts = SCHEDULES.build(prune.schedule).prune_counts(PruneState(weights, mask, prune.scope, t, self.model, self.probe))
+        counts = SCHEDULES.build(prune.schedule).prune_counts(PruneState(weights, mask, prune.scope, t, self.model, self.probe,
+                                                                                  self.groups))
+        if prune.round_to == "auto":
+            return self.widths.counts(counts, mask)
         return magnitude.round_filter_counts(counts, mask, prune.round_to) if prune.round_to else counts
 
     def decider(self, t: int, mask: Mask) -> Decide:
@@ -50,7 +53,7 @@ class NextDecision:
             counts = held.get("counts") or self.prune_counts(t, weights, mask)
             if probes:
                 held["counts"] = counts
-            return magnitude.prune(weights, mask, counts, self.config.prune.scope)
+            return magnitude.prune(weights, mask, counts, self.config.prune.scope, self.groups)
         return decide
 
     def iteration_context(self, context: CriterionContext, t: int, mask: Mask, final: bool) -> tuple[CriterionContext, float]:

@@ -7,6 +7,7 @@ from pathlib import Path
 CONFIG = "config.json"
 STATUS = "status.json"
 LOCK = ".lock"
+WIDTHS_CACHE = ".widths.json"  # beside the run directories: conv latencies for round_to auto
 DENSE_WEIGHTS = "dense.pt"
 FINETUNE = "finetune.json"
 REFERENCE = "reference.json"

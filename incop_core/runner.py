@@ -28,6 +28,8 @@ from .distributed import barrier, main_only, world
 from .errors import IncopError
 from .distances import DISTANCES, Snapshot
 from .fileio import copy_folder_atomic, save_torch_atomic, write_json_atomic
+from .groups import channel_groups
+from .widths import auto_widths
 from .finetune import ALL_NEEDS, PLATEAU, FinetuneRecorder, SettleCapture, calibrate
 from .signals import gradient_flow, information_flow
 from .masks import Mask, prunable_weights
@@ -57,6 +59,10 @@ class Pruning(NextDecision):
         self.data: Dataset = place_dataset(load_dataset(config.data, config.seed), self.device)
         torch.manual_seed(config.seed)
         model = build_model(config.model, self.data.input_shape, self.data.num_classes)
+        example = torch.zeros((2, *self.data.input_shape))
+        self.groups = channel_groups(model, example) if config.prune.scope == "group" else None  # traced once, on the CPU
+        self.widths = (auto_widths(model, example, self.groups, Path(run).parent / paths.WIDTHS_CACHE)
+                       if config.prune.round_to == "auto" else None)
         self.model = prepare_model(model, self.device)
         gen = torch.Generator().manual_seed(config.seed + 1)
         index = torch.randperm(len(self.data.train), generator=gen)[: config.prune.probe_size]
@@ -170,7 +176,7 @@ class Pruning(NextDecision):
         self.model.load_state_dict(previous[0])
         weights = {n: w.detach() for n, w in prunable_weights(self.model).items()}
         counts = self.prune_counts(t, weights, previous[1])
-        mask = magnitude.prune(weights, previous[1], counts, prune.scope)
+        mask = magnitude.prune(weights, previous[1], counts, prune.scope, self.groups)
         if prune.follow is not None and group_survivors(mask, prune.scope) != prune.follow[t - 1]:
             raise IncopError(f"iteration {t} could not reach the followed sparsity {prune.follow[t - 1]} in {prune.scope} "
                              "scope (a layer keeps at least one filter, neuron rows prune whole shares); follow a run of the same scope")

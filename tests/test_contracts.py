@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from incop_core import magnitude
 from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
 from incop_core.distances import DISTANCES, Snapshot
+from incop_core.groups import channel_groups
 from incop_core.masks import Mask, prunable_weights
 from incop_core.models import ModelConfig, build_model
 from incop_core.registry import Registry
@@ -46,11 +47,12 @@ def test_schedule_counts_are_within_survivors_and_prune_shrinks_the_mask(name, s
     probe = lambda: [(images[i:i + 16], torch.zeros(16, dtype=torch.long)) for i in (0, 16)]  # noqa: E731
     weights = {n: w.detach() for n, w in prunable_weights(model).items()}
     mask = Mask.dense(model)
+    groups = channel_groups(model, images[:2]) if scope == "group" else None
     for t in (1, 2, 3):
-        state = PruneState(weights, mask, scope, t, model, probe)
+        state = PruneState(weights, mask, scope, t, model, probe, groups)
         counts = SCHEDULES.build(SCHEDULES.config_for(name)()).prune_counts(state)
         assert counts and all(0 <= c <= _limit(weights, mask, scope, g) for g, c in counts.items())
-        new = magnitude.prune(weights, mask, counts, scope)
+        new = magnitude.prune(weights, mask, counts, scope, groups)
         assert new.is_subset_of(mask) and new.remaining_total() <= mask.remaining_total()
         if scope == "global":  # random weights are never flat enough for a schedule to prune nothing
             assert new.remaining_total() < mask.remaining_total()

@@ -9,6 +9,7 @@ from incop_core.config import OptimConfig
 from incop_core.criteria import CRITERIA, CriterionContext
 from incop_core.data import DataConfig, load_dataset
 from incop_core.errors import IncopError
+from incop_core.groups import channel_groups
 from incop_core.masks import Mask, prunable_weights
 from incop_core.models import ModelConfig, build_model
 from incop_core.train import train
@@ -43,10 +44,11 @@ def test_masks_only_shrink_over_iterations(scope):
     model, mask = _model(), None
     mask = Mask.dense(model)
     weights = prunable_weights(model)
+    coupled = channel_groups(model, torch.zeros(2, 2, 6, 6)) if scope == "group" else None
     for _ in range(4):
-        groups = magnitude.survivors(weights, mask, scope)
+        groups = magnitude.survivors(weights, mask, scope, coupled)
         counts = {g: int(0.3 * v.numel()) for g, v in groups.items()}
-        smaller = magnitude.prune(weights, mask, counts, scope)
+        smaller = magnitude.prune(weights, mask, counts, scope, coupled)
         assert smaller.is_subset_of(mask)
         assert smaller.remaining_total() < mask.remaining_total() or not any(counts.values())  # small layers: 0.3 x 3 = 0
         mask = smaller

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Protocol
+from typing import Any, Mapping, Optional, Protocol, Sequence
 
 import torch
 
@@ -19,6 +19,7 @@ class PruneState:
     iteration: int
     model: Optional[torch.nn.Module] = None  # the trained model, for schedules that probe it
     probe: Optional[Any] = None  # callable yielding probe batches, for schedules that probe
+    groups: Optional[Sequence[Any]] = None  # the model's coupled channel groups (group scope, groups.ChannelGroup)
 
 
 class Schedule(Protocol):

@@ -31,6 +31,9 @@ class EntropyGuided:
         if state.model is None or state.probe is None:
             raise ConfigError("the egp schedule needs the model and a probe set")
         entropy = layer_entropies(state.model, state.probe)
+        if not entropy:
+            raise ConfigError("the egp schedule ranks layers by the entropy of their ReLU outputs, and this model has no "
+                              "nn.ReLU module (EfficientNet uses SiLU, for one); use prune.schedule lth or sap")
         alive = {n: state.weights[n][state.mask.tensors[n].to(state.weights[n].device)] for n in entropy}
         wait = {n: entropy[n] * float(alive[n].abs().mean()) for n in entropy if entropy[n] > 0 and alive[n].numel()}
         survivors = {n: alive[n].numel() for n in wait}

@@ -23,5 +23,5 @@ class FixedFraction:
         self.config = config
 
     def prune_counts(self, state: PruneState) -> dict[str, int]:
-        groups = survivors(state.weights, state.mask, state.scope)
+        groups = survivors(state.weights, state.mask, state.scope, state.groups)
         return {group: math.floor(self.config.fraction * values.numel()) for group, values in groups.items()}

@@ -56,5 +56,5 @@ class PQIndex:
         self.config = config
 
     def prune_counts(self, state: PruneState) -> dict[str, int]:
-        groups = survivors(state.weights, state.mask, state.scope)
+        groups = survivors(state.weights, state.mask, state.scope, state.groups)
         return {group: sap_prune_count(values, self.config) for group, values in groups.items()}
