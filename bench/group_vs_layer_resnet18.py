@@ -7,7 +7,8 @@ Both masks start from the same fine-tuned dense weights (iteration 0 of the `lay
 layer's filters, retrained); `group` prunes every coupled channel group of the dense weights by group importance,
 at the share whose compacted model keeps as many parameters as layer-filter's compacted one (the same kept share of
 what ships), and `group-same-fraction` at the same 75 % (fewer parameters: group pruning also removes the readers). Latency depends on the compacted shapes only, so neither needs retraining for this figure; the
-group mask's accuracy is NOT measured here (it would need its own retraining run). Dense and both compacted models
+group masks' accuracy is measured only with `--train`, which retrains both in group scope with the layer-filter
+run's own budget and reports every variant's test accuracy (full split) beside its speed-up. Dense and both compacted models
 are exported and timed interleaved in one process. Writes bench/results/group_vs_layer_resnet18.json.
 """
 
@@ -32,6 +33,7 @@ from incop_core import magnitude
 from incop_core.fileio import write_json_atomic
 from incop_core.groups import channel_groups
 from incop_core.masks import Mask, prunable_weights
+from incop_core.runner import run_pruning
 
 ROOT = Path(__file__).resolve().parent
 
@@ -60,6 +62,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="A finished layer-filter ResNet-18 run directory.")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
+    parser.add_argument("--train", action="store_true", help="Train both group masks with the run's own budget (test "
+                                                              "accuracy beside the speed-up); else prune the dense weights.")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     loaded = load_run(args.run)
@@ -83,11 +87,21 @@ def main(argv=None) -> int:
     matched = min((k / 100 for k in range(1, 100)),
                   key=lambda f: abs(group_mask(f).remaining_total() / start.total() - target))
     masks = {"layer-filter": loaded.mask, "group": group_mask(matched), "group-same-fraction": group_mask(fraction)}
+    models = {"layer-filter": loaded.model(loaded.final), "group": dense, "group-same-fraction": dense}
+    accuracy = {"layer-filter": loaded.record["test_acc"]}
+    if args.train:  # the same run in group scope at both shares: trained masks and weights, and their accuracy
+        for scope, share in (("group", matched), ("group-same-fraction", fraction)):
+            raw = loaded.config.model_dump(mode="json")
+            raw["prune"].update(scope="group", schedule={**raw["prune"]["schedule"], "fraction": share})
+            trained = load_run(run_pruning(type(loaded.config).model_validate(raw), args.run.parent))
+            masks[scope], models[scope], accuracy[scope] = trained.mask, trained.model(trained.final), trained.record["test_acc"]
     with tempfile.TemporaryDirectory() as tmp:
         paths = {"dense": export_onnx(dense, images[:1], Path(tmp) / "dense.onnx")}
         facts = {"dense": {"parameters": sum(p.numel() for p in dense.parameters())}}
         for scope, mask in masks.items():
-            model, facts[scope] = compacted(loaded.model(loaded.final) if scope == "layer-filter" else dense, mask, images)
+            model, facts[scope] = compacted(models[scope], mask, images)
+            if scope in accuracy:
+                facts[scope]["test_acc"] = accuracy[scope]
             facts[scope]["share_of_dense_parameters"] = facts[scope]["parameters"] / facts["dense"]["parameters"]
             paths[scope] = export_onnx(model, images[:1], Path(tmp) / f"{scope}.onnx")
         for name, path in paths.items():
