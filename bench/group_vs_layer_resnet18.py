@@ -15,6 +15,7 @@ are exported and timed interleaved in one process. Writes bench/results/group_vs
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -39,23 +40,17 @@ ROOT = Path(__file__).resolve().parent
 
 
 def compacted(model, mask: Mask, images: torch.Tensor):
-    model = _copy(model)
+    model = copy.deepcopy(model).eval()
     mask.apply_(model, norms=True)
     result = compact(model, images)
     return result.model, {"channels_removed": result.channels_removed, "carriers": len(result.carriers),
                           "kept_weights": mask.remaining_total() / mask.total(),
                           "parity_max_abs": max_abs_difference(model, result.model, images),
-                          "parameters": sum(p.numel() for p in result.model.parameters())}
+                          "parameters": parameters(result.model)}
 
 
-def facts_dense_parameters(model) -> int:
+def parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def _copy(model):
-    import copy
-
-    return copy.deepcopy(model).eval()
 
 
 def main(argv=None) -> int:
@@ -83,7 +78,7 @@ def main(argv=None) -> int:
 
     # the same kept share of what ships: layer-filter's compacted weights (its dead filters' readers go too)
     _, shipped = compacted(loaded.model(loaded.final), loaded.mask, images)
-    target = shipped["parameters"] / facts_dense_parameters(dense)
+    target = shipped["parameters"] / parameters(dense)
     matched = min((k / 100 for k in range(1, 100)),
                   key=lambda f: abs(group_mask(f).remaining_total() / start.total() - target))
     masks = {"layer-filter": loaded.mask, "group": group_mask(matched), "group-same-fraction": group_mask(fraction)}
@@ -97,7 +92,7 @@ def main(argv=None) -> int:
             masks[scope], models[scope], accuracy[scope] = trained.mask, trained.model(trained.final), trained.record["test_acc"]
     with tempfile.TemporaryDirectory() as tmp:
         paths = {"dense": export_onnx(dense, images[:1], Path(tmp) / "dense.onnx")}
-        facts = {"dense": {"parameters": sum(p.numel() for p in dense.parameters())}}
+        facts = {"dense": {"parameters": parameters(dense)}}
         for scope, mask in masks.items():
             model, facts[scope] = compacted(models[scope], mask, images)
             if scope in accuracy:

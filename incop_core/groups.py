@@ -15,9 +15,17 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .masks import Mask, prunable_weights
+from .masks import Mask, alive_filters, prunable_weights
 
-Table = dict[str, list[list[int]]]  # weight name -> per root channel, the layer's own indices
+@dataclass(frozen=True)
+class Member:
+    """One layer's share of a group: its own indices (weight rows or columns) and the root channel each belongs to."""
+
+    local: torch.Tensor  # long, flat
+    owner: torch.Tensor  # long, same length: root channel of each local index
+
+    def of(self, channels: torch.Tensor) -> torch.Tensor:
+        return self.local[torch.isin(self.owner, channels)]
 
 
 @dataclass(frozen=True)
@@ -25,52 +33,57 @@ class ChannelGroup:
     """One coupled channel set, keyed by the weight name of its root layer."""
 
     root: str
-    writers: Table  # output channels (dim 0) per root channel
-    readers: Table  # input channels (dim 1) per root channel; depthwise and grouped readers are covered by writers
-
-    @property
-    def channels(self) -> int:
-        return len(self.writers[self.root])
+    channels: int
+    writers: dict[str, Member]  # output channels (dim 0)
+    readers: dict[str, Member]  # input channels (dim 1); depthwise and grouped readers are covered by their writer rows
 
     def alive(self, mask: Mask) -> torch.Tensor:
         """Root channels with any surviving weight in the root's filter."""
-        keep = mask.tensors[self.root]
-        return keep.reshape(keep.shape[0], -1).any(dim=1)
+        return alive_filters(mask.tensors[self.root])
 
     def importance(self, weights: Mapping[str, torch.Tensor], mask: Mask) -> torch.Tensor:
         """L2 norm, per root channel, over every masked weight of the group that touches it."""
         total = torch.zeros(self.channels)
-        for table, dim in ((self.writers, 0), (self.readers, 1)):
-            for name, rows in table.items():
+        for members, dim in ((self.writers, 0), (self.readers, 1)):
+            for name, member in members.items():
                 squared = (weights[name].detach().float().cpu() * mask.tensors[name]).pow(2)
                 per_index = squared.transpose(0, dim).reshape(squared.shape[dim], -1).sum(dim=1)
-                total += torch.tensor([float(per_index[local].sum()) for local in rows])
+                total.index_add_(0, member.owner, per_index[member.local])
         return total.sqrt()
 
     def drop_(self, keep: dict[str, torch.Tensor], channels: list[int]) -> None:
         """Mask root `channels` in every writer (rows) and reader (columns) of the group."""
-        for name, rows in self.writers.items():
-            keep[name][[i for c in channels for i in rows[c]]] = False
-        for name, rows in self.readers.items():
-            keep[name][:, [i for c in channels for i in rows[c]]] = False
+        chosen = torch.tensor(channels, dtype=torch.long)
+        for name, member in self.writers.items():
+            keep[name][member.of(chosen)] = False
+        for name, member in self.readers.items():
+            keep[name][:, member.of(chosen)] = False
 
 
-def _table(group, graph, names: dict, write: bool) -> Table:
+def index_tables(group, graph, write: bool) -> dict[nn.Module, dict[int, list[int]]]:
+    """Weighted layers of a torch-pruning group (writers, or readers) with root index -> the layer's own indices
+    (shared with compaction, deploy/export/coupling.py)."""
     from torch_pruning import ops
 
     weighted = (ops.OPTYPE.CONV, ops.OPTYPE.LINEAR, ops.OPTYPE.DEPTHWISE_CONV)
-    found: dict[str, dict[int, list[int]]] = {}
+    found: dict[nn.Module, dict[int, list[int]]] = {}
     for item in group:
-        module = item.dep.target.module
-        if item.dep.target.type not in weighted or graph.is_out_channel_pruning_fn(item.dep.handler) != write:
-            continue
+        if item.dep.target.type in weighted and graph.is_out_channel_pruning_fn(item.dep.handler) == write:
+            table = found.setdefault(item.dep.target.module, {})
+            for local, root in zip(item.idxs, item.root_idxs):
+                table.setdefault(root, []).append(local)
+    return found
+
+
+def _members(group, graph, names: dict, write: bool) -> dict[str, Member]:
+    members = {}
+    for module, table in index_tables(group, graph, write).items():
         if not write and getattr(module, "groups", 1) > 1:  # its weight has in/groups columns; its writer rows cover it
             continue
-        table = found.setdefault(f"{names[module]}.weight", {})
-        for local, root in zip(item.idxs, item.root_idxs):
-            table.setdefault(root, []).append(local)
-    roots = sorted(set(group[0].root_idxs))
-    return {name: [table.get(r, []) for r in roots] for name, table in found.items()}
+        pairs = [(local, root) for root, locals_ in table.items() for local in locals_]
+        members[f"{names[module]}.weight"] = Member(torch.tensor([p[0] for p in pairs], dtype=torch.long),
+                                                    torch.tensor([p[1] for p in pairs], dtype=torch.long))
+    return members
 
 
 def _grouped(module: nn.Module) -> bool:
@@ -95,10 +108,10 @@ def channel_groups(model: nn.Module, example: torch.Tensor) -> list[ChannelGroup
             if any(_grouped(item.dep.target.module) for item in group):  # torch-pruning cannot cut these consistently
                 continue
             root = f"{names[group[0].dep.target.module]}.weight"
-            writers = _table(group, graph, names, write=True)
+            writers = _members(group, graph, names, write=True)
             if root in weights and root in writers and all(n in weights for n in writers):
-                groups.append(ChannelGroup(root, writers, {n: r for n, r in _table(group, graph, names, False).items()
-                                                           if n in weights}))
+                readers = {n: m for n, m in _members(group, graph, names, write=False).items() if n in weights}
+                groups.append(ChannelGroup(root, len(set(group[0].root_idxs)), writers, readers))
     except Exception as exc:
         raise ConfigError(f"prune.scope group needs torch-pruning to trace the model, which failed ({type(exc).__name__}: "
                           f"{str(exc)[:200]}); use prune.scope layer-filter") from exc

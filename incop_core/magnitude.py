@@ -14,7 +14,7 @@ from typing import Literal, Mapping, Optional, Sequence
 import torch
 
 from .groups import ChannelGroup, group_survivors, prune_groups
-from .masks import Mask
+from .masks import Mask, alive_filters  # noqa: F401 (alive_filters is part of this module's interface)
 
 Scope = Literal["global", "layer", "neuron", "filter", "layer-filter", "group"]
 SCOPES: tuple[str, ...] = ("global", "layer", "neuron", "filter", "layer-filter", "group")
@@ -31,10 +31,6 @@ def filter_layers(weights: Mapping[str, torch.Tensor]) -> list[str]:
 def filter_norms(weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """L2 norm of each output channel's (masked) filter."""
     return (weight.detach() * keep).reshape(weight.shape[0], -1).norm(dim=1).float().cpu()
-
-
-def alive_filters(keep: torch.Tensor) -> torch.Tensor:
-    return keep.reshape(keep.shape[0], -1).any(dim=1)
 
 
 def survivors(weights: Mapping[str, torch.Tensor], mask: Mask, scope: str,

@@ -23,6 +23,11 @@ def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
     }
 
 
+def alive_filters(keep: torch.Tensor) -> torch.Tensor:
+    """Output channels with any surviving weight."""
+    return keep.reshape(keep.shape[0], -1).any(dim=1)
+
+
 def coupled_norms(model: nn.Module) -> dict[str, nn.Module]:
     """Conv weight name -> the BatchNorm that normalises exactly that conv's output and nothing else (traced with
     torch.fx; {} when the model does not trace, which only costs compaction a carrier channel)."""
@@ -47,8 +52,6 @@ def dead_filter_norms(model: nn.Module, mask: "Mask") -> list[tuple[torch.Tensor
     """(BatchNorm weight or bias, keep vector) for every conv whose BatchNorm is coupled: a channel whose filter is
     pruned whole gets a zero scale and shift, so it outputs exactly 0 in train and eval mode instead of a constant
     (a constant would have to be carried through compaction by an extra channel, costing latency)."""
-    from .magnitude import alive_filters  # magnitude imports this module
-
     pairs = []
     for name, norm in coupled_norms(model).items():
         keep = alive_filters(mask.tensors[name])

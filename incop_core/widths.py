@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .fileio import read_json, write_json_atomic
-from .masks import Mask, prunable_weights
+from .masks import Mask, alive_filters, prunable_weights
 
 CANDIDATES = 8
 TIE = 1.05  # within 5 % of the cheapest counts as equally fast
@@ -158,8 +158,7 @@ class AutoWidths:
             if group not in self.members:
                 moved[group] = count
                 continue
-            keep = mask.tensors[group]
-            alive = int(keep.reshape(keep.shape[0], -1).any(dim=1).sum())
+            alive = int(alive_filters(mask.tensors[group]).sum())
             writers, readers = self.members[group]
             kept = fastest_kept(alive - min(max(count, 0), alive), alive, [self.shapes[n] for n in writers],
                                 [self.shapes[n] for n in readers], self.table)

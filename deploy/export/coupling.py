@@ -15,6 +15,8 @@ import torch_pruning as tp
 from torch import nn
 from torch_pruning import ops
 
+from incop_core.groups import index_tables
+
 WEIGHTED = (ops.OPTYPE.CONV, ops.OPTYPE.LINEAR, ops.OPTYPE.DEPTHWISE_CONV)
 PASS_THROUGH = (ops.OPTYPE.BN, ops.OPTYPE.ELEMENTWISE, ops.OPTYPE.RESHAPE, ops.OPTYPE.CONCAT, ops.OPTYPE.SPLIT,
                 ops.OPTYPE.SLICE, ops.OPTYPE.EXPAND, ops.OPTYPE.UNBIND)
@@ -48,17 +50,6 @@ def zero_filters(layer: nn.Module) -> set[int]:
     return set(torch.nonzero((rows == 0).all(dim=1)).flatten().tolist())
 
 
-def _tables(group: tp.Group, graph: tp.DependencyGraph, write: bool) -> dict[nn.Module, dict[int, list[int]]]:
-    """Weighted layers of the group (writers or readers) with root index -> local indices."""
-    found: dict[nn.Module, dict[int, list[int]]] = {}
-    for item in group:
-        if item.dep.target.type in WEIGHTED and graph.is_out_channel_pruning_fn(item.dep.handler) == write:
-            table = found.setdefault(item.dep.target.module, {})
-            for local, root in zip(item.idxs, item.root_idxs):
-                table.setdefault(root, []).append(local)
-    return found
-
-
 def _dead(group: tp.Group, graph: tp.DependencyGraph, writers: dict) -> list[int]:
     """Root indices dead in every writer; none when a writer is a layer type compaction does not know."""
     if any(graph.is_out_channel_pruning_fn(i.dep.handler) and i.dep.target.type not in WEIGHTED + PASS_THROUGH
@@ -76,12 +67,12 @@ def plan_groups(model: nn.Module, example: torch.Tensor, keep: list[nn.Module]):
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example[:1], verbose=False)
     plans = []
     for group in graph.get_all_groups(ignored_layers=keep, root_module_types=(nn.Conv2d, nn.Linear)):
-        writers = _tables(group, graph, write=True)
+        writers = index_tables(group, graph, write=True)
         dead = _dead(group, graph, writers)
         if dead:
             dep = group[0].dep
             plans.append(GroupPlan(dep.target.module, dep.handler, len(set(group[0].root_idxs)), dead, writers,
-                                   _tables(group, graph, write=False)))
+                                   index_tables(group, graph, write=False)))
     return graph, [p for p in plans if p.removed()]
 
 
