@@ -3,6 +3,9 @@
 
     .venv/bin/python bench/deploy_mobilenet.py --runs-dir bench/.runs                 # CPU budget (defaults)
     .venv/bin/python bench/deploy_mobilenet.py --device cuda --train-subset 0         # a GPU: the full split
+    .venv/bin/python bench/deploy_mobilenet.py --runs-dir bench/.runs --train-subset 20000 --val-size 5000 \
+        --finetune-epochs 15 --models mobilenet_v2 --name deploy_mobilenet_v2_main  # the main job's data budget
+    --set prune.round_to=null ...   # what a run varies on top of the main job's settings (recorded per result)
 
 Every run uses the main job's prune settings (`flows.params.default_run`: LTH 0.2 per iteration, 2 iterations,
 round_to 8, at most 5 retraining epochs, the default InCoP criterion) with the model and scope swapped; the
@@ -44,6 +47,16 @@ def config(args, model: str, scope: str):
     raw["model"] = {"name": model}
     raw["data"].update(train_subset=args.train_subset or None, val_size=args.val_size)
     raw["prune"].update(scope=scope, max_epochs=args.epochs, iterations=args.iterations)
+    for setting in args.set:  # `section.key=value`, a JSON value (or a bare string): what the bench varies
+        key, _, value = setting.partition("=")
+        *parents, leaf = key.split(".")
+        target = raw
+        for part in parents:
+            target = target[part]
+        try:
+            target[leaf] = json.loads(value)
+        except json.JSONDecodeError:
+            target[leaf] = value
     return type(default_run()).model_validate(raw)
 
 
@@ -66,7 +79,7 @@ def measure(args, model: str, scope: str) -> dict:
                **{f"speedup_{p}": bench["profiles"][p]["models"][name].get("speedup_p50") for p in PROFILES}}
         for name, a in arts.items() if name in bench["profiles"]["edge-1t"]["models"]}
     chosen = per_variant[published]
-    return {"model": model, "scope": scope, "run": run.name, "dense": dense_plateau(records),
+    return {"model": model, "scope": scope, "settings": list(args.set), "run": run.name, "dense": dense_plateau(records),
             "retrain_epochs": totals(records)["retrain_epochs"], "remaining": records[-1]["remaining_fraction"],
             "train_seconds": round(trained, 1), "variants": per_variant, "published": published,
             "published_why": reasons[published], "test_images": export.manifest["test_images"],
@@ -99,6 +112,9 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=5, help="Retraining epochs per iteration at most.")
     parser.add_argument("--device", default="cpu", help="Where to train: cpu, cuda or auto (benchmarks run on the CPU).")
     parser.add_argument("--quick", action="store_true", help="Fewer timed runs.")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="Run settings on top of the main job's (prune.round_to=auto, prune.rewind=previous, ...).")
+    parser.add_argument("--name", default="deploy_mobilenet", help="Result file stem under --out.")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     results = []
@@ -108,10 +124,10 @@ def main(argv=None) -> int:
             print(json.dumps({k: results[-1][k] for k in ("model", "scope", "published", "meets", "retrain_epochs")}),
                   flush=True)
     command = "python bench/deploy_mobilenet.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_json_atomic(args.out / "deploy_mobilenet.json", {"results": results, "targets": TARGET, "command": command})
+    write_json_atomic(args.out / f"{args.name}.json", {"results": results, "targets": TARGET, "command": command})
     budget = ("the full training split" if not args.train_subset else
               f"a {args.train_subset}-image training subset and {args.finetune_epochs} fine-tuning epochs (CPU budget)")
-    write_text_atomic(args.out / "deploy_mobilenet.md", "\n".join([
+    write_text_atomic(args.out / f"{args.name}.md", "\n".join([
         "# MobileNet on FashionMNIST: `scope: group` vs `layer-filter` (issue 21)", "",
         f"Trained on {budget}, FashionMNIST's own 28x28 inputs; accuracy on the full test split "
         f"({results[0]['test_images']} images); speed-ups are p50 against dense in the same process.", "",
