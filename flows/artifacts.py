@@ -45,7 +45,7 @@ class PruneProgress:
             units = min(epoch, self.finetune)
         else:
             units = self.finetune + sum(self.budgets[:iteration - 1]) + min(epoch, self.budgets[iteration - 1])
-        return min(100.0, 100.0 * units / (self.finetune + sum(self.budgets)))
+        return round(min(100.0, 100.0 * units / (self.finetune + sum(self.budgets))), 1)  # the UI shows it as given
 
     def _show(self, percent: float) -> None:
         if self.artifact and percent > self.shown:
@@ -103,3 +103,15 @@ def publish_summary(markdown: str, files: list[Path]) -> None:
     if files:
         create_markdown_artifact(key="prune-and-export-plots", markdown=plots_markdown(files),
                                  description="Accuracy, retraining epochs, remaining weights and wall time per iteration.")
+
+
+def publish_parameters(params: dict, changed: dict, origin: str) -> None:
+    """The merged parameters this run uses, as the Parameters tab cannot show them (it shows what the caller sent)."""
+    import json
+
+    lines = [f"Effective parameters: the {origin} ones" + (", with these changed:" if changed else ", unchanged."), ""]
+    lines += [f"- `{key}` = `{json.dumps(value)}`" for key, value in changed.items()]
+    lines += ["", "```json", json.dumps(params, indent=1, sort_keys=True), "```"]
+    create_markdown_artifact(key="effective-parameters", markdown="\n".join(lines),
+                             description="Every parameter of this run after merging the caller's onto the served ones.")
+

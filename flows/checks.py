@@ -12,6 +12,7 @@ from incop_core.data import DEFAULT_FASHION_ROOT
 from incop_core.errors import ConfigError
 
 from .params import PipelineParams
+from .roots import outside_roots
 
 Check = Callable[[PipelineParams], Optional[str]]
 
@@ -79,5 +80,11 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-CHECKS: tuple[Check, ...] = (sap_orders, data_root, publish_profile, signing_key,
+def path_roots(params: PipelineParams) -> Optional[str]:
+    from prefect.runtime import deployment
+
+    return outside_roots(params, deployment_run=bool(deployment.id))
+
+
+CHECKS: tuple[Check, ...] = (path_roots, sap_orders, data_root, publish_profile, signing_key,
                              writable("runs_dir"), writable("registry"), writable("storage"))

@@ -98,7 +98,8 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
             result = _run_flow(params)
             typer.echo(result["summary"])
             typer.echo(f"Results: {result['run']} (report in {result['report']})")
-            typer.echo(f"Published: {result['name']} version {result['version']} in {params.registry}")
+            typer.echo(f"Published: {result['name']} version {result['version']} in {params.registry}, on channel "
+                       f"{result['channel']}" + ("" if result["promoted"] else " (devices follow stable; see the summary)"))
             typer.echo(ui_location())
 
         guarded(go, outputs)

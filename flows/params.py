@@ -31,7 +31,7 @@ def default_run() -> RunConfig:
 
 
 class PipelineParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="Pipeline parameters")
     run: RunConfig = Field(default_factory=default_run, description="What to fine-tune and how to prune it.")
     runs_dir: str = Field("runs", min_length=1, description="Directory holding run directories (finished stages are reused).")
     profiles: list[ProfileName] = Field(default_factory=lambda: ["edge-1t", "cpu-2t"], min_length=1,
@@ -46,6 +46,13 @@ class PipelineParams(BaseModel):
     publish_profile: ProfileName = Field("edge-1t", description="Target profile whose latency chooses the published variant "
                                                                 "(must be one of profiles).")
     signing_key: Optional[str] = Field(None, description="Ed25519 private key file; the manifest is signed when given.")
+    promote_tolerance_pp: float = Field(
+        1.0, ge=0, le=100, description="Release gate: every run publishes to the candidate channel; it moves stable only "
+                                       "if its validation accuracy is at most this many points below stable's (measured "
+                                       "on this run's validation split), its latency is not worse and its input matches.")
+    promote_latency_slack: float = Field(
+        0.10, ge=0, le=10, description="Release gate: how much slower than stable on publish_profile (p50, as a fraction, "
+                                       "0.1 = 10 %) still counts as not worse on a shared CPU.")
     storage: Optional[str] = Field(None, description="fsspec URL where GPU and CPU workers exchange stage outputs (the "
                                    "work-pool flows only: `incop pipeline` runs every stage here and warns that it "
                                    "leaves storage unused).")

@@ -4,6 +4,7 @@ publish on `cpu`, composed by a parent flow through `run_deployment`, exchanging
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 from uuid import UUID
 
 from prefect import flow
@@ -15,12 +16,13 @@ from prefect.deployments import run_deployment
 
 from deploy.pipeline.summary import explain_choice
 from deploy.pipeline.transfer import download_tree, upload_tree
-from incop_core.errors import ConfigError
+from incop_core.errors import ConfigError, IncopError
 
 from .artifacts import PruneProgress
 from .params import PipelineParams
-from .pipeline import effective_params, report_stage
-from .tasks import (benchmark_stage, data_stage, export_stage, finetune_stage, prune_stage, publish_stage,
+from .failures import user_errors
+from .pipeline import effective_params, report_stage, resolve_params
+from .tasks import (benchmark_stage, gate_stage, data_stage, export_stage, finetune_stage, prune_stage, publish_stage,
                     validate_stage)
 
 GPU_DEPLOYMENT = "gpu-stages/gpu-stages"
@@ -35,6 +37,7 @@ def stage_uri(params: PipelineParams) -> str:
 
 
 @flow(name="gpu-stages", log_prints=True)
+@user_errors
 def gpu_stages(params: PipelineParams) -> str:
     """Data, fine-tune, prune, validate and export on the GPU worker; uploads the run to `storage`."""
     params = effective_params(params)
@@ -48,15 +51,23 @@ def gpu_stages(params: PipelineParams) -> str:
 
 
 @flow(name="cpu-stages", log_prints=True)
-def cpu_stages(params: PipelineParams, source: str) -> dict:
-    """Benchmark, publish and report on the CPU worker from the uploaded run."""
-    params = effective_params(params)
+@user_errors
+def cpu_stages(params: PipelineParams, source: str, changed: Optional[list[str]] = None) -> dict:
+    """Benchmark, publish, gate and report on the CPU worker from the uploaded run. `changed`: the parameters the
+    parent's run changed from what the parent serves (this deployment serves none, so it cannot tell by itself)."""
+    params, own = resolve_params(params)
+    changed = own if changed is None else changed
     run = download_tree(source, Path(params.runs_dir) / params.run.config_hash())
     export = export_stage(str(run))
     bench = benchmark_stage(str(run / "export"), export, params.profiles, params.bench_rounds)
     published = publish_stage(params, str(run / "export"), export, bench)
+    release = gate_stage(params, str(run), str(run / "export"), export, published, sorted(changed))
     choice = explain_choice(export, bench, params.publish_variant, params.publish_profile)
-    return report_stage(str(run), export, bench, published, choice)
+    return report_stage(str(run), export, bench, published, choice, release)
+
+
+class ChildFailed(IncopError):
+    """A child deployment's run ended other than Completed; the parent fails with the child's own reason."""
 
 
 def run_child(name: str, parameters: dict) -> FlowRun:
@@ -65,7 +76,8 @@ def run_child(name: str, parameters: dict) -> FlowRun:
     child = run_deployment(name, parameters=parameters)
     if not child.state or not child.state.is_completed():
         ended = child.state.name if child.state else "without a state"
-        raise RuntimeError(f"{name} ended {ended}; see the logs of its run {child.name}")
+        reason = f": {child.state.message}" if child.state and child.state.message else ""
+        raise ChildFailed(f"{name} ended {ended}{reason} (see the logs of its run {child.name})")
     print(f"{name}: run {child.name} completed")
     return child
 
@@ -90,11 +102,12 @@ def show_child_result(child: FlowRun) -> str:
 
 
 @flow(name="prune-and-export-pools", log_prints=True)
+@user_errors
 def prune_and_export_pools(params: PipelineParams) -> dict:
     """Parent flow: runs the GPU and CPU deployments in turn, passing the storage URI between them, and shows
     the CPU run's summary as its own."""
-    params = effective_params(params)
+    params, changed = resolve_params(params)
     payload = {"params": params.model_dump(mode="json")}
     gpu = run_child(GPU_DEPLOYMENT, payload)
-    cpu = run_child(CPU_DEPLOYMENT, {**payload, "source": stage_uri(params)})
+    cpu = run_child(CPU_DEPLOYMENT, {**payload, "source": stage_uri(params), "changed": sorted(changed)})
     return {"source": stage_uri(params), "gpu_run": str(gpu.id), "cpu_run": str(cpu.id), "summary": show_child_result(cpu)}

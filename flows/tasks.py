@@ -13,6 +13,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from deploy.edge.publish import publish
+from deploy.edge.release import promote
+from deploy.edge.signing import load_private_key
+from deploy.export.runload import load_run, normalised
+from deploy.pipeline.gate import CANDIDATE, STABLE, gate
 from deploy.export.run import export_run
 from deploy.export.validate import validate_sparsity
 from deploy.pipeline.summary import cached_benchmark, explain_choice, published_metrics
@@ -22,10 +26,12 @@ from incop_core.rundir import LOCK_WAIT_SECONDS, load_records
 from incop_core.runner import run_pruning
 
 from .artifacts import PruneProgress
+from .failures import user_errors
 from .params import PipelineParams
 
 
 @task(cache_policy=NO_CACHE)
+@user_errors
 def data_stage(params: PipelineParams) -> dict:
     info = describe(params.run.data, params.run.seed)
     print(f"data: {info['name']}, {info['train']} training / {info['val']} validation / {info['test']} test images, "
@@ -42,6 +48,7 @@ def _pruning(params: PipelineParams, progress: Optional[UUID], stages: range, st
 
 
 @task(cache_policy=NO_CACHE)
+@user_errors
 def finetune_stage(params: PipelineParams, progress: Optional[UUID] = None) -> str:
     run = _pruning(params, progress, range(0, 1), stop_after=0)
     print(f"fine-tune stage finished: {run}")
@@ -49,6 +56,7 @@ def finetune_stage(params: PipelineParams, progress: Optional[UUID] = None) -> s
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@user_errors
 def prune_stage(params: PipelineParams, progress: Optional[UUID] = None) -> str:
     """A retry resumes from the last checkpointed iteration (the runner's resume)."""
     run = _pruning(params, progress, range(1, params.run.prune.iterations + 1), stop_after=None)
@@ -59,6 +67,7 @@ def prune_stage(params: PipelineParams, progress: Optional[UUID] = None) -> str:
 
 
 @task(cache_policy=NO_CACHE)
+@user_errors
 def validate_stage(run: str) -> dict:
     report = validate_sparsity(Path(run))
     print(f"sparsity checked: iteration {report['iteration']} keeps {report['nonzero']} of {report['total']} weights "
@@ -67,6 +76,7 @@ def validate_stage(run: str) -> dict:
 
 
 @task(cache_policy=NO_CACHE)
+@user_errors
 def export_stage(run: str) -> dict:
     manifest = export_run(Path(run), lock_wait=LOCK_WAIT_SECONDS).manifest
     print(f"exported {len(manifest['artifacts'])} ONNX variants: " + ", ".join(
@@ -75,6 +85,7 @@ def export_stage(run: str) -> dict:
 
 
 @task(cache_policy=NO_CACHE)
+@user_errors
 def benchmark_stage(export_dir: str, export: dict, profiles: list[str], rounds: int) -> dict:
     print(f"benchmark: {len(export['artifacts'])} variants on {', '.join(profiles)}, {rounds} rounds each")
     bench = cached_benchmark(Path(export_dir), export, profiles, rounds)
@@ -85,11 +96,33 @@ def benchmark_stage(export_dir: str, export: dict, profiles: list[str], rounds: 
 
 
 @task(cache_policy=NO_CACHE)
+@user_errors
 def publish_stage(params: PipelineParams, export_dir: str, export: dict, bench: dict) -> dict:
     chosen, _ = explain_choice(export, bench, params.publish_variant, params.publish_profile)
     spec = {"mean": export["input_spec"]["mean"], "std": export["input_spec"]["std"]}
     published = publish(params.registry, params.model_name, Path(export_dir) / export["artifacts"][chosen]["file"],
                         metrics={**published_metrics(export, bench, chosen), "variant": chosen}, input_spec=spec,
-                        source={"run": export["run"], "config_hash": export["run"]}, private_key=params.signing_key)
-    print(f"published {chosen} as {published['name']} version {published['version']} in {params.registry}")
+                        source={"run": export["run"], "config_hash": export["run"]}, private_key=params.signing_key,
+                        channel=CANDIDATE)
+    print(f"published {chosen} as {published['name']} version {published['version']} in {params.registry} "
+          f"(channel {CANDIDATE})")
     return published
+
+
+@task(cache_policy=NO_CACHE)
+@user_errors
+def gate_stage(params: PipelineParams, run: str, export_dir: str, export: dict, published: dict,
+               changed: list[str]) -> dict:
+    """Promote the candidate to `stable` when it passes the gate against the current stable (deploy/pipeline/gate.py)."""
+    loaded = load_run(Path(run))
+    images, labels = normalised(loaded.data.val, loaded.data)
+    key = load_private_key(params.signing_key) if params.signing_key else None
+    verdict = gate(params.registry, params.model_name, published, Path(export_dir) / export["artifacts"][published["metrics"]["variant"]]["file"],
+                   export["input_spec"], (images.numpy(), labels.numpy()), params.publish_profile, params.bench_rounds,
+                   params.promote_tolerance_pp, params.promote_latency_slack, changed,
+                   public_key=key.public_key() if key is not None else None)
+    if verdict.promote:
+        promote(params.registry, params.model_name, published["version"], channel=STABLE, private_key=params.signing_key)
+    print(f"release gate: {verdict.reason}")
+    return {"promoted": verdict.promote, "channel": STABLE if verdict.promote else CANDIDATE, "reason": verdict.reason,
+            "figures": verdict.figures}

@@ -37,7 +37,7 @@ def as_choice(schema: dict[str, Any]) -> None:
 
 
 class OptimConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="Optimiser")
     lr: float = Field(0.02, gt=0, le=10, description="SGD learning rate for fine-tuning and retraining.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
     weight_decay: float = Field(5e-4, ge=0, lt=1, description="L2 weight decay.")
@@ -60,7 +60,7 @@ class OptimConfig(BaseModel):
 
 
 class PruneConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="Pruning")
     iterations: int = Field(5, ge=0, le=200, description="Prune-and-retrain iterations after fine-tuning.")
     scope: Scope = Field("global", description="Ranking scope: global, layer, neuron, filter (structured, one ranking over all filters) or "
                                                "layer-filter (structured, ranked inside each layer: no layer is emptied) or group (structured: "
@@ -74,10 +74,10 @@ class PruneConfig(BaseModel):
                           "of the fastest; None keeps exact counts.")
     max_epochs: int = Field(20, ge=1, le=1000, description="Retraining epochs per iteration at most (exactly, for fixed-epochs).")
     schedule: ScheduleConfig = Field(default_factory=lambda: SCHEDULES.config_for(DEFAULT_KINDS["schedule"])(),
-                                     description="How much to prune each iteration: choose a kind, then its settings.",
+                                     description=f"How much to prune each iteration: choose a kind ({', '.join(SCHEDULES.names())}), then its settings.",
                                      json_schema_extra=as_choice)
     criterion: CriterionConfig = Field(default_factory=lambda: CRITERIA.config_for(DEFAULT_KINDS["criterion"])(),
-                                       description="When to stop retraining: choose a kind, then its settings.",
+                                       description=f"When to stop retraining: choose a kind ({', '.join(CRITERIA.names())}), then its settings.",
                                        json_schema_extra=as_choice)
     probe_size: int = Field(2048, ge=16, description="Images in the fixed, seeded probe subset of the training split.")
     probe_batch: int = Field(256, ge=1, description="Batch size for probe passes.")
@@ -150,7 +150,7 @@ def _short(msg: str) -> str:
 
 
 class RunConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="Run")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed for splits, initialisation and data order.")
     data: DataConfig = Field(default_factory=DataConfig, description="Which data and how it is split.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Which architecture.")

@@ -26,7 +26,7 @@ IDX_STEMS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 
 
 class DataConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="Data")
     name: Literal["fashion-mnist", "mnist", "cifar10", "imagefolder", "synthetic"] = Field(
         "fashion-mnist", description="Data set: IDX files, a torchvision root, an ImageFolder tree, or synthetic test data.")
     root: Optional[str] = Field(None, description=(
@@ -40,9 +40,9 @@ class DataConfig(BaseModel):
     test_subset: Optional[int] = Field(None, ge=10, description="Use only this many test images (seeded choice).")
     download: bool = Field(False, description="Let torchvision download MNIST/CIFAR-10 when missing (needs a network).")
     image_size: int = Field(32, ge=8, le=512, description="Side length for imagefolder and synthetic images.")
-    channels: int = Field(1, ge=1, le=3, description="Channels of synthetic images.")
-    num_classes: int = Field(4, ge=2, le=100, description="Classes of synthetic data.")
-    synthetic_size: int = Field(512, ge=20, description="Training images of synthetic data (test gets a quarter).")
+    channels: int = Field(1, ge=1, le=3, title="Synthetic only: channels", description="Channels of synthetic images.")
+    num_classes: int = Field(4, ge=2, le=100, title="Synthetic only: classes", description="Classes of synthetic data.")
+    synthetic_size: int = Field(512, ge=20, title="Synthetic only: training images", description="Training images of synthetic data (test gets a quarter).")
 
 
 @dataclass(frozen=True)

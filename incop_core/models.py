@@ -28,7 +28,7 @@ def is_factory(name: str) -> bool:
 
 
 class ModelConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="Model")
     name: Union[ModelName, FactoryPath] = Field(
         "small-cnn", description="Architecture: small-cnn (fast on CPU), a torchvision model adapted to the input, or "
                                  "your own 'package.module:factory', a callable returning an nn.Module.")

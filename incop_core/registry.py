@@ -9,6 +9,8 @@ from pydantic import BaseModel
 from .errors import ConfigError
 
 T = TypeVar("T")
+# A plug-in config's `kind`: a const the form shows read-only, since the tab chosen above sets it
+KIND_FIELD = {"readOnly": True, "description": "Set by the tab chosen above."}
 
 
 class Registry(Generic[T]):

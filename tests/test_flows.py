@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,32 @@ def test_flow_runs_every_stage_and_publishes_with_artifacts(harness, tmp_path):
     assert len(json.loads(table.data)) == 3  # iterations 0, 1, 2
     again = prune_and_export(tiny_params(tmp_path))  # everything is reused; publishing the same model is a no-op
     assert again["version"] == result["version"]
+
+
+async def _logs(flow_run_id):
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    async with get_client() as client:
+        return await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"run": {"data": {"name": "imagefolder", "root": "/nonexistent/images"}}}, "run.data.root"),
+    ({"signing_key": "/nonexistent/incop.key"}, "signing_key"),
+])
+def test_a_rule_the_form_cannot_check_fails_the_run_with_a_state_message_naming_the_field(harness, tmp_path, override,
+                                                                                        field):
+    from flows.params import deep_merge, validated
+
+    params = validated(deep_merge(tiny_params(tmp_path).model_dump(mode="json"), override))
+    state = prune_and_export(params, return_state=True)
+    assert state.is_failed() and field in state.message and "Traceback" not in state.message
+    deadline = time.monotonic() + 30  # logs reach the API in batches, a moment after the run ends
+    while True:
+        logs = asyncio.run(_logs(state.state_details.flow_run_id))
+        if any(field in log.message for log in logs):
+            break
+        assert time.monotonic() < deadline, [log.message for log in logs]
+        time.sleep(0.5)
+    assert not any("Traceback" in log.message for log in logs), [log.message for log in logs if "Traceback" in log.message]
+    assert not (tmp_path / "registry").exists()  # nothing was published

@@ -44,6 +44,8 @@ def test_union_is_an_anyof_of_titled_objects_each_with_its_kind(schema, field):
     members = [_resolve(schema, m["$ref"]) for m in union["anyOf"]]  # the UI labels a $ref member by its title
     kinds = [m["properties"]["kind"]["const"] for m in members]
     assert sorted(kinds) == UNIONS[field].names()
+    assert all(m["properties"]["kind"]["readOnly"] for m in members)  # the tab sets it; the box under it is not edited
+    assert all(kind in union["description"] for kind in kinds)  # the server's anyOf message cannot name them; this does
     titles = [m["title"] for m in members]
     assert len(set(titles)) == len(titles) and not any(t.endswith("Config") for t in titles)
     assert all(m["type"] == "object" and len(m["properties"]) >= 1 for m in members)

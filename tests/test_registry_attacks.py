@@ -171,7 +171,8 @@ def test_not_enough_free_space_is_refused_before_downloading(setup, monkeypatch)
     assert_untouched(setup)
 
 
-def test_corrupt_latest_pointer(setup):
-    (Path(setup["server"].root_dir) / "tiny/latest").write_text("../../etc\n")
-    assert_user_error(pull_v2(setup), "latest pointer", "corrupt")
+def test_corrupt_channel_pointer(setup):
+    pointer = Path(setup["server"].root_dir) / "tiny/channels/stable.json"
+    pointer.write_bytes(canonical_bytes({**json.loads(pointer.read_bytes()), "version": "../../etc"}))
+    assert_user_error(pull_v2(setup), "stable pointer", "corrupt")
     assert_untouched(setup)

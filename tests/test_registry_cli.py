@@ -39,7 +39,7 @@ def test_publish_serve_pull_predict_rollback_from_the_command_line(tmp_path):
                              tmp_path / "metrics.json", "--input-spec", '{"mean": 0.5, "std": 0.25}',
                              "--key", keys / "incop.key", "--source-run", "883fe0c6")
     assert code == 0 and "already published" in stdout
-    assert invoke("registry", "list", registry)[1].strip() == "tiny: 1 2*"
+    assert invoke("registry", "list", registry)[1].strip() == "tiny: 1 2* (channels: stable=2)"
     server, url = _serve(registry)
     try:
         common = ("--registry", url, "--name", "tiny", "--dest", dest, "--public-key", keys / "incop.pub")

@@ -111,8 +111,8 @@ def test_a_too_slow_transfer_is_retried_resuming_then_named(server, v2_pending):
 
 def test_the_pointer_and_manifest_reads_have_the_deadline_too(server, v2_pending):
     with serving(server.root_dir, DripHandler) as drip:
-        drip.slow, drip.drip = {"latest"}, 0.4
-        with pytest.raises(Unreachable, match="tiny/latest within the 0.3 s deadline"):
+        drip.slow, drip.drip = {"stable.json"}, 0.4
+        with pytest.raises(Unreachable, match="tiny/channels/stable.json within the 0.3 s deadline"):
             pull(drip.url, "tiny", v2_pending, deadline=0.3)
         drip.slow = {"manifest.json"}
         with pytest.raises(Unreachable, match="manifest.json within the 0.3 s deadline"):

@@ -16,21 +16,24 @@ import pytest
 from bad_inputs import expect_user_error, incop_command, run_incop
 from deploy.edge import store as registry_store
 from deploy.edge.errors import RegistryError
-from deploy.edge.manifest import canonical_bytes, is_older, latest_pointer, sha256_file, version_order
+from deploy.edge.manifest import canonical_bytes, is_older, sha256_file, version_order
+from deploy.edge.pointers import latest_pointer
 from deploy.edge.publish import publish, publish_entry
 from deploy.edge.signing import generate_keys, load_private_key, sign_manifest
 from deploy.edge.store import Store
 from test_registry_helpers import assert_user_error, invoke, server, tiny_onnx, tree_bytes  # noqa: F401
 
+STABLE = "tiny/channels/stable.json"  # the pointer a device follows by default
+
 
 @pytest.fixture
 def signed(server, tmp_path):
-    """v1 and v2 published signed; the device verified both and runs v2; v1's signed pointer was kept."""
+    """v1 and v2 published signed; the device verified both and runs v2; v1's signed stable pointer was kept."""
     private, public = generate_keys(tmp_path / "keys")
     models = [tiny_onnx(tmp_path / f"m{i}.onnx", seed=i) for i in range(2)]
     root, dest = server.root_dir, tmp_path / "dev"
     publish(str(root), "tiny", models[0], private_key=private)
-    old_pointer = (root / "tiny/latest.json").read_bytes()
+    old_pointer = (root / STABLE).read_bytes()
     publish(str(root), "tiny", models[1], private_key=private)
     s = {"url": server.url, "root": root, "dest": dest, "private": private, "public": public, "models": models,
          "old_pointer": old_pointer}
@@ -52,8 +55,9 @@ def runs(s, version):
 
 # 1. Freshness: a device never moves to an older version unless told to.
 
-def test_downgrade_through_a_rewritten_latest_is_refused_unless_allowed(signed):
-    (signed["root"] / "tiny/latest").write_text("1\n")
+def test_downgrade_through_a_rewritten_pointer_is_refused_unless_allowed(signed):
+    pointer = json.loads((signed["root"] / STABLE).read_bytes())  # followed unverified: this device has no key
+    (signed["root"] / STABLE).write_bytes(canonical_bytes({**pointer, "version": "1"}))
     expect_user_error(pull_cmd(signed, run=run_incop), "v1", "older than v2", "--allow-downgrade")
     runs(signed, "2")
     code, stdout, _ = pull_cmd(signed, "--allow-downgrade")
@@ -73,18 +77,18 @@ def test_with_a_key_the_plain_latest_is_ignored_and_an_older_version_needs_the_f
 
 
 def test_a_replayed_old_signed_pointer_is_refused(signed, monkeypatch):
-    (signed["root"] / "tiny/latest.json").write_bytes(signed["old_pointer"])
+    (signed["root"] / STABLE).write_bytes(signed["old_pointer"])
     monkeypatch.setenv("INCOP_PUBLIC_KEY", str(signed["public"]))
     assert_user_error(pull_cmd(signed), "v1", "older than v2", "--allow-downgrade")
     runs(signed, "2")
 
 
 def _forge(signed, change, key=None):
-    pointer = json.loads((signed["root"] / "tiny/latest.json").read_bytes())
+    pointer = json.loads((signed["root"] / STABLE).read_bytes())
     change(pointer)
     if key is not None:
         pointer = sign_manifest(pointer, load_private_key(key))
-    (signed["root"] / "tiny/latest.json").write_bytes(canonical_bytes(pointer))
+    (signed["root"] / STABLE).write_bytes(canonical_bytes(pointer))
 
 
 def test_an_unsigned_missing_or_forged_pointer_is_refused_when_a_key_is_configured(signed, tmp_path):
@@ -92,14 +96,15 @@ def test_an_unsigned_missing_or_forged_pointer_is_refused_when_a_key_is_configur
     forgeries = [(lambda p: p.pop("signature"), None, "not signed"),
                  (lambda p: p.update(version="1"), None, "changed after it was signed"),
                  (lambda p: p.update(version="1"), other, "does not match"),
-                 (lambda p: p.update(manifest_sha256="0" * 64), signed["private"], "does not match its signed latest")]
+                 (lambda p: p.update(manifest_sha256="0" * 64), signed["private"], "does not match the sha256")]
     for change, key, mention in forgeries:
         _forge(signed, change, key)
         assert_user_error(pull_cmd(signed, "--public-key", signed["public"]), mention)
         runs(signed, "2")
         publish_entry(str(signed["root"]), "tiny", signed["models"][1], private_key=signed["private"])  # repairs it
-    (signed["root"] / "tiny/latest.json").unlink()
-    assert_user_error(pull_cmd(signed, "--public-key", signed["public"]), "not signed", "--key")
+    (signed["root"] / STABLE).unlink()
+    assert_user_error(pull_cmd(signed, "--public-key", signed["public"]), "no channel stable",
+                      "incop promote tiny VERSION --channel stable")
     runs(signed, "2")
 
 

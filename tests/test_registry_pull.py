@@ -56,7 +56,7 @@ def test_pulling_the_current_version_again_downloads_nothing(server, tmp_path):
     server.requests.clear()
     again = pull(server.url, "tiny", dest)
     assert not again["changed"] and again["version"] == "1"
-    assert [path for path, _ in server.requests] == ["/tiny/latest", "/tiny/versions/1/manifest.json"]
+    assert [path for path, _ in server.requests] == ["/tiny/channels/stable.json", "/tiny/versions/1/manifest.json"]
 
 
 def test_rollback_without_a_previous_version_is_a_clear_error(server, tmp_path):

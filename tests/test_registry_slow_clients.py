@@ -1,7 +1,8 @@
 """Issue #20 (4, 5): slow headers cannot hold a pull past its deadline, slow clients cannot starve the server.
 
 A. A loopback server sends its status line and headers one byte per 0.5 s: `incop pull` ends by its deadline (or
-   its --timeout for the whole header block) for the pointer, the signed pointer, the manifest and a model file.
+   its --timeout for the whole header block) for the channel pointer (followed unsigned, and signed), the manifest
+   and a model file.
 B. `incop registry serve` under slow-loris (header bytes dripped from 127.0.0.2) and idle connections (from
    127.0.0.3): a request's headers must arrive within the header deadline, one address holds a few waiting
    connections at most, and an honest client (127.0.0.1) and a device's pull still get through.
@@ -112,13 +113,14 @@ def _timed_pull(url, dest, *options):
 # A. Slow response headers on pull
 
 
-@pytest.mark.parametrize("slow, rel", [("latest", "tiny/latest"), ("latest.json", "tiny/latest.json"),
+@pytest.mark.parametrize("slow, rel", [("stable.json", "tiny/channels/stable.json"),
+                                       ("signed stable.json", "tiny/channels/stable.json"),
                                        ("manifest.json", "tiny/versions/1/manifest.json"),
                                        ("model.onnx", "tiny/versions/1/model.onnx")])
 def test_headers_dripped_one_byte_at_a_time_end_at_the_deadline(registry, tmp_path, slow, rel):
     root, public = registry
-    options = {"latest": [], "latest.json": ["--public-key", public]}.get(slow, ["--version", "1"])
-    with slow_headers(root, slow) as srv:
+    options = {"stable.json": [], "signed stable.json": ["--public-key", public]}.get(slow, ["--version", "1"])
+    with slow_headers(root, rel.rsplit("/", 1)[-1]) as srv:
         outcome, took = _timed_pull(srv.url, tmp_path / "dev", "--deadline", "3", "--timeout", "10",
                                     "--retries", "0", *options)
     expect_user_error(outcome, srv.url, f"did not deliver {rel} within the 3 s deadline", "--deadline", "re-run")
@@ -128,14 +130,15 @@ def test_headers_dripped_one_byte_at_a_time_end_at_the_deadline(registry, tmp_pa
 
 def test_the_timeout_bounds_the_whole_header_block_and_retries_stop_at_the_deadline(registry, tmp_path):
     root, _ = registry
-    with slow_headers(root, "latest") as srv:
+    with slow_headers(root, "stable.json") as srv:
         once, took_once = _timed_pull(srv.url, tmp_path / "dev", "--deadline", "30", "--timeout", "2",
                                       "--retries", "0")
         retried, took_retried = _timed_pull(srv.url, tmp_path / "dev", "--deadline", "3", "--timeout", "2",
                                             "--retries", "3")
-    expect_user_error(once, "did not answer for tiny/latest after 1 tries", "no response headers within 2 s")
+    expect_user_error(once, "did not answer for tiny/channels/stable.json after 1 tries",
+                      "no response headers within 2 s")
     assert took_once < 12
-    expect_user_error(retried, "did not deliver tiny/latest within the 3 s deadline")
+    expect_user_error(retried, "did not deliver tiny/channels/stable.json within the 3 s deadline")
     assert took_retried < 15
 
 

@@ -1,7 +1,7 @@
 """Attacks on a device's trust, run through the installed `incop` against a loopback registry server.
 
 A local user who can write DEST plants links mid-download; a trust anchor that cannot be read must fail closed;
-a registry or mirror that freezes or replays the signed latest pointer is refused; hostile JSON is refused
+a registry or mirror that freezes or replays the signed channel pointer is refused; hostile JSON is refused
 within bounds before anything else happens. Each attack ends in one sentence (exit 2) with `current` intact.
 """
 
@@ -18,6 +18,8 @@ from bad_inputs import expect_user_error, incop_command, run_incop
 from deploy.edge.publish import publish
 from deploy.edge.signing import generate_keys
 from test_registry_helpers import server, tiny_onnx, tree_bytes  # noqa: F401
+
+STABLE = "tiny/channels/stable.json"  # the pointer a device follows by default
 
 
 @pytest.fixture
@@ -123,31 +125,32 @@ def signed(device):
     root = device["server"].root_dir
     publish(str(root), "tiny", device["models"][1], private_key=private, expires=3)
     return {**device, "private": private, "public": public, "root": root,
-            "pointer_v2": (root / "tiny/latest.json").read_bytes()}
+            "pointer_v2": (root / STABLE).read_bytes()}
 
 
 def test_a_frozen_registry_is_refused_once_its_pointer_expires(signed):
     assert "pulled tiny v2" in pull(signed)[1]
     publish(str(signed["root"]), "tiny", signed["models"][2], private_key=signed["private"])  # v3 exists
-    (signed["root"] / "tiny/latest.json").write_bytes(signed["pointer_v2"])  # ... but the mirror keeps v2's pointer
+    (signed["root"] / STABLE).write_bytes(signed["pointer_v2"])  # ... but the mirror keeps v2's pointer
     time.sleep(3.2)
     expect_user_error(pull(signed), "expired", "stale")
     assert os.readlink(signed["dest"] / "current") == "versions/2"
 
 
 def test_a_replayed_older_pointer_is_refused_and_refresh_extends_a_pointer(signed):
-    refreshed = run_incop("registry", "refresh", signed["root"], "--name", "tiny", "--key", signed["private"],
-                          "--expires", "1h")
-    assert refreshed[0] == 0 and "refreshed tiny v2" in refreshed[1], refreshed
-    old = (signed["root"] / "tiny/latest.json").read_bytes()  # v2's pointer, valid for an hour
+    refreshed = run_incop("registry", "refresh", signed["root"], "--name", "tiny", "--channel", "stable", "--key",
+                          signed["private"], "--expires", "1h")
+    assert refreshed[0] == 0 and "refreshed tiny v2 (channel stable)" in refreshed[1], refreshed
+    old = (signed["root"] / STABLE).read_bytes()  # v2's pointer, valid for an hour
     publish(str(signed["root"]), "tiny", signed["models"][2], private_key=signed["private"])
     assert "pulled tiny v3" in pull(signed)[1]
-    (signed["root"] / "tiny/latest.json").write_bytes(old)  # still valid, but issued before v3's
+    (signed["root"] / STABLE).write_bytes(old)  # still valid, but issued before v3's
     expect_user_error(pull(signed, "--allow-downgrade"), "replay", "already accepted")
     assert os.readlink(signed["dest"] / "current") == "versions/3"
-    refreshed = run_incop("registry", "refresh", signed["root"], "--name", "tiny", "--key", signed["private"],
-                          "--expires", "1h")
-    assert refreshed[0] == 0 and "refreshed tiny v3" in refreshed[1], refreshed
+    publish(str(signed["root"]), "tiny", signed["models"][2], private_key=signed["private"])  # repairs the pointer
+    refreshed = run_incop("registry", "refresh", signed["root"], "--name", "tiny", "--channel", "stable", "--key",
+                          signed["private"], "--expires", "1h")
+    assert refreshed[0] == 0 and "refreshed tiny v3 (channel stable)" in refreshed[1], refreshed
     assert "already current: tiny v3" in pull(signed)[1]
 
 
@@ -166,8 +169,8 @@ def _nested(depth: int) -> bytes:
 
 HOSTILE = {
     "model_file a list": ("manifest", lambda m: m.update(model_file=["model.onnx"])),
-    "4000-deep latest.json": ("pointer", lambda _: _nested(4000)),
-    "600-deep latest.json (within its size limit)": ("pointer", lambda _: _nested(600)),
+    "4000-deep stable.json": ("pointer", lambda _: _nested(4000)),
+    "600-deep stable.json (within its size limit)": ("pointer", lambda _: _nested(600)),
     "400 kB nested manifest": ("manifest", lambda _: _nested(66_000)),
     "5000-digit integer": ("manifest", lambda m: m.update(opset=10 ** 5000)),
 }
@@ -176,7 +179,7 @@ HOSTILE = {
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_json_is_refused_within_bounds_before_verification(signed, case):
     where, change = HOSTILE[case]
-    path = signed["root"] / ("tiny/latest.json" if where == "pointer" else "tiny/versions/2/manifest.json")
+    path = signed["root"] / (STABLE if where == "pointer" else "tiny/versions/2/manifest.json")
     original = json.loads(path.read_bytes())
     edited = change(original)
     data = edited if isinstance(edited, bytes) else _dump(original)

@@ -1,7 +1,8 @@
 """CLI commands of the edge registry (declared in pyproject's `incop.commands` entry points).
 
 Only typer loads here; each command imports its module when it runs, so `incop pull` and
-`incop predict` start without torch (devices have onnxruntime and numpy only).
+`incop predict` start without torch (devices have onnxruntime and numpy only). Publish and the device's
+commands are here; keys, promote and `incop registry ...` in cli_admin.py.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
+from .cli_admin import add_admin
 from .cli_options import duration, files_of, json_option
 
 Guard = Callable[[Callable[[], Any]], Any]
@@ -30,20 +32,21 @@ def _add_publish(app: typer.Typer, guarded: Guard) -> None:
         config_hash: Optional[str] = typer.Option(None, help="Config hash of that run."),
         file: List[str] = typer.Option([], help="Extra file to publish beside the model: NAME=PATH."),
         key: Optional[Path] = typer.Option(None, help="Ed25519 private key to sign with (or INCOP_SIGNING_KEY)."),
-        expires: str = typer.Option("7d", help="How long devices accept the signed latest pointer (3600, 12h, "
-                                    "7d); re-publish or `incop registry refresh` before it runs out."),
+        expires: str = typer.Option("7d", help="How long devices accept the signed pointers (3600, 12h, 7d); "
+                                    "re-publish or `incop registry refresh` before it runs out."),
+        channel: str = typer.Option("stable", help="Release channel moved to this version (stable, candidate, ...)."),
     ) -> None:
-        """Publish a model: files first, the signed manifest last, then the `latest` pointer."""
+        """Publish a model: files first, the signed manifest last, then the channel and `latest` pointers."""
         def go() -> None:
             from .publish import publish_entry
 
             source = {k: v for k, v in {"run": source_run, "config_hash": config_hash}.items() if v}
             manifest, written = publish_entry(registry, name, files_of(model, file), json_option(metrics, "--metrics"),
                                               json_option(input_spec, "--input-spec"), source, key, version,
-                                              expires=duration(expires))
+                                              expires=duration(expires), channel=channel)
             state = "published" if written else "already published (identical content)"
             signed = "signed" if "signature" in manifest else "unsigned"
-            typer.echo(f"{state}: {name} v{manifest['version']} in {registry} ({signed})")
+            typer.echo(f"{state}: {name} v{manifest['version']} in {registry} ({signed}), channel {channel}")
 
         guarded(go, {"--registry": Path(registry)})
 
@@ -54,7 +57,8 @@ def _add_device(app: typer.Typer, guarded: Guard) -> None:
         registry: str = typer.Option(..., help="http(s):// URL of `incop registry serve`, a directory or fsspec URL."),
         name: str = typer.Option(..., help="Model name."),
         dest: Path = typer.Option(..., help="Device model directory (DEST/current is the model to run)."),
-        version: Optional[str] = typer.Option(None, help="Version to pull (default: latest)."),
+        version: Optional[str] = typer.Option(None, help="Version to pull (default: what --channel names)."),
+        channel: str = typer.Option("stable", help="Release channel to follow (stable, candidate, ...)."),
         public_key: Optional[Path] = typer.Option(None, help="Public key to verify with (default: INCOP_PUBLIC_KEY)."),
         allow_downgrade: bool = typer.Option(False, "--allow-downgrade",
                                              help="Install a version older than the current one."),
@@ -71,7 +75,8 @@ def _add_device(app: typer.Typer, guarded: Guard) -> None:
 
             try:
                 result = pull_model(registry, name, dest, version, public_key, retries=retries, timeout=timeout,
-                                    deadline=deadline, min_rate=min_rate, allow_downgrade=allow_downgrade)
+                                    deadline=deadline, min_rate=min_rate, allow_downgrade=allow_downgrade,
+                                    channel=channel)
             except KeyboardInterrupt:
                 typer.echo("interrupted; the current model is unchanged and re-running the pull resumes", err=True)
                 raise typer.Exit(130) from None
@@ -115,90 +120,8 @@ def _add_device(app: typer.Typer, guarded: Guard) -> None:
         guarded(go)
 
 
-def _add_admin(app: typer.Typer, guarded: Guard) -> None:
-    keys = typer.Typer(help="Signing keys.", no_args_is_help=True)
-    registry_app = typer.Typer(help="Serve or list a registry.", no_args_is_help=True)
-    app.add_typer(keys, name="keys")
-    app.add_typer(registry_app, name="registry")
-
-    @keys.command("generate")
-    def generate(out: Path = typer.Option(Path("keys"), help="Directory for STEM.key and STEM.pub."),
-                 stem: str = typer.Option("incop", help="File name stem."),
-                 force: bool = typer.Option(False, help="Overwrite existing keys.")) -> None:
-        """Create an ed25519 key pair: sign with STEM.key, give STEM.pub to devices."""
-        def go() -> None:
-            from .signing import generate_keys
-
-            private, public = generate_keys(out, stem, force)
-            typer.echo(f"private key {private} (keep it secret), public key {public} (copy it to devices)")
-
-        guarded(go, {"--out": out})
-
-    @registry_app.command("serve")
-    def serve(directory: Path = typer.Argument(..., help="Registry directory."),
-              port: int = typer.Option(8765, min=0, max=65535, help="TCP port (0: any free port)."),
-              host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0: every interface)."),
-              timeout: float = typer.Option(30.0, min=0.1, help="Seconds a connection may stall; request headers must arrive within min(this, 10 s)."),
-              max_connections: int = typer.Option(64, min=1, help="Connections served at once; more get 503.")
-              ) -> None:
-        """Serve a registry directory read-only over HTTP (GET/HEAD with Range)."""
-        def go() -> None:
-            from incop_core.errors import IncopError
-
-            from .serve import make_server, url_of
-
-            if not directory.is_dir():
-                raise IncopError(f"registry directory {directory} does not exist; publish a model into it first")
-            server = make_server(directory, host, port, timeout=timeout, max_connections=max_connections)
-            typer.echo(f"serving {directory} at {url_of(server)} (Ctrl-C stops)")
-            try:
-                server.serve_forever()
-            except KeyboardInterrupt:
-                typer.echo("stopped")
-            finally:
-                server.server_close()
-
-        guarded(go)
-
-    @registry_app.command("refresh")
-    def refresh(url: str = typer.Argument("registry", help="Registry directory or fsspec URL."),
-                name: str = typer.Option(..., help="Model whose signed latest pointer to re-sign."),
-                key: Optional[Path] = typer.Option(None, help="Ed25519 private key (or INCOP_SIGNING_KEY)."),
-                expires: str = typer.Option("7d", help="New validity from now (3600, 12h, 7d).")) -> None:
-        """Re-sign NAME's latest pointer with a new expiry (schedule it when nothing new is published)."""
-        def go() -> None:
-            from .publish import refresh as resign
-
-            pointer = resign(url, name, key, duration(expires))
-            typer.echo(f"refreshed {name} v{pointer['version']} in {url}: valid until {pointer['expires']}")
-
-        guarded(go, {"--registry": Path(url)})
-
-    @registry_app.command("list")
-    def list_(url: str = typer.Argument("registry", help="Registry directory or fsspec URL."),
-              name: Optional[str] = typer.Option(None, help="Only this model.")) -> None:
-        """List names and versions in a registry (latest marked with *)."""
-        def go() -> None:
-            from incop_core.errors import IncopError
-
-            from .store import Store
-
-            store = Store(url)
-            if store.local and not store.fs.isdir(store.root):
-                raise IncopError(f"registry {url} is not a directory; check the path or publish a model into it first")
-            names = [name] if name else store.names()
-            for model_name in names:
-                latest = store.latest(model_name)
-                versions = " ".join(f"{v}*" if v == latest else v for v in store.versions(model_name))
-                typer.echo(f"{model_name}: {versions or '(none)'}")
-            if not names:
-                typer.echo(f"no published models in {url}")
-
-        guarded(go)
-
-
 def register(app: typer.Typer, guarded: Guard) -> None:
     """Add this module's commands to `app`; wrap each body in `guarded` so user errors exit 2."""
     _add_publish(app, guarded)
     _add_device(app, guarded)
-    _add_admin(app, guarded)
+    add_admin(app, guarded)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,9 @@ MANIFEST = "manifest.json"
 LATEST = "latest"
 SIGNED_LATEST = "latest.json"  # {name, version, created, manifest_sha256, issued, expires} + signature
 MAX_POINTER_BYTES = 4096
-DEFAULT_EXPIRES = 7 * 86400.0  # seconds a signed latest pointer stays valid; each publish or refresh re-signs it
+DEFAULT_EXPIRES = 7 * 86400.0  # seconds a signed pointer stays valid; each publish, promote or refresh re-signs it
+CHANNELS = "channels"  # NAME/channels/CHANNEL.json: the pointer a device following CHANNEL pulls
+DEFAULT_CHANNEL = "stable"
 VERSIONS = "versions"
 MAX_MANIFEST_BYTES = 1 << 20
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -153,54 +155,3 @@ def is_older(candidate: dict, current: dict) -> bool:
     """Whether `candidate` is older than `current`: created time first, then version order (both are signed)."""
     return (created_at(candidate), version_order(candidate["version"])) < \
         (created_at(current), version_order(current["version"]))
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def stamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
-
-
-def latest_pointer(manifest: dict, manifest_bytes: bytes, expires: float = DEFAULT_EXPIRES) -> dict:
-    """The (to be signed) `latest.json` naming `manifest` and the sha256 of its bytes in the registry, issued now
-    and valid for `expires` seconds: a device refuses it after that (a frozen registry) or once it has seen a
-    pointer issued later (a replayed one)."""
-    now = utc_now()
-    return {"name": manifest["name"], "version": manifest["version"], "created": manifest["created"],
-            "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(), "issued": stamp(now),
-            "expires": stamp(now + timedelta(seconds=expires))}
-
-
-def pointer_time(pointer: dict, field: str) -> datetime:
-    moment = datetime.fromisoformat(pointer[field])
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def read_pointer(data: bytes, name: str, where: str) -> dict:
-    """A `latest.json` parsed within bounds, before its signature is checked (check_pointer comes after)."""
-    try:
-        pointer = load_json(data, max_depth=2)
-    except ValueError as exc:
-        raise RegistryError(f"the signed latest pointer of {name} in {where} is unusable ({exc}); republish "
-                            f"{name} with --key or pass --version") from None
-    if not isinstance(pointer, dict):
-        raise RegistryError(f"the signed latest pointer of {name} in {where} is not a JSON object; republish "
-                            f"{name} with --key or pass --version")
-    return pointer
-
-
-def check_pointer(pointer: dict, name: str, where: str) -> dict:
-    """Raise one sentence unless a (verified) pointer names a version of `name`, a sha256 and its times."""
-    try:
-        ok = pointer["name"] == name and bool(SHA_RE.match(pointer["manifest_sha256"]))
-        check_version(pointer["version"])
-        if "expires" in pointer or "issued" in pointer:
-            pointer_time(pointer, "expires"), pointer_time(pointer, "issued")
-    except (ValueError, KeyError, TypeError, RegistryError):
-        ok = False
-    if not ok:
-        raise RegistryError(f"the signed latest pointer of {name} in {where} is corrupt; republish {name} with "
-                            "--key or pass --version")
-    return pointer

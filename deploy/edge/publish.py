@@ -1,9 +1,12 @@
-"""Publish a model to a registry: files first, the (signed) manifest last, the `latest` pointers after it.
+"""Publish a model to a registry: files first, the (signed) manifest last, the pointers after it.
 
 Versions are integers counting up from 1 unless the caller names one (any semver-like string). Publishing
-content identical to the newest entry writes nothing and returns that entry's manifest. One publisher at a
+content identical to the newest entry writes nothing but its pointers (a channel is never moved back to it) and
+returns that entry's manifest. One publisher at a
 time holds the name's lock; the next version is chosen inside it and its manifest is created only if absent.
-A signed publish also writes NAME/latest.json, a signed pointer that devices with a public key follow.
+The pointers: NAME/channels/CHANNEL.json (`stable` unless told otherwise), which devices follow, and for devices
+of earlier incop releases the plain `latest` and, when signing, NAME/latest.json (release.py writes them all;
+promote() and refresh() live there too and are re-exported here).
 """
 
 from __future__ import annotations
@@ -17,34 +20,38 @@ from typing import Any, Optional, Union
 from .errors import RegistryError
 from .inspect import check_input_spec, check_loads, default_opset, load_model, merge_input_spec, \
     min_onnxruntime
-from .manifest import (DEFAULT_EXPIRES, LATEST, MANIFEST, SCHEMA_VERSION, SIGNED_LATEST, canonical_bytes,
-                       check_file_name, check_name, check_version, content_id, latest_pointer, sha256_file, version_dir)
+from .manifest import (DEFAULT_CHANNEL, DEFAULT_EXPIRES, MANIFEST, SCHEMA_VERSION, canonical_bytes, check_file_name,
+                       check_name, check_version, content_id, sha256_file, version_dir)
+from .pointers import check_channel, check_expires
+from .release import newer_on, point_channel, point_latest, promote, refresh  # noqa: F401 (promote, refresh: API)
 from .signing import key_id, load_private_key, sign_manifest
 from .store import Store
 
 Files = Union[Path, str, dict]
-MAX_EXPIRES = 366 * 86400
 
 
 def publish(registry_url: str, name: str, files: Files, metrics: Optional[dict] = None,
             input_spec: Optional[dict] = None, source: Optional[dict] = None, private_key: Any = None,
-            version: Optional[str] = None, min_ort: Optional[str] = None, expires: float = DEFAULT_EXPIRES) -> dict:
+            version: Optional[str] = None, min_ort: Optional[str] = None, expires: float = DEFAULT_EXPIRES,
+            channel: str = DEFAULT_CHANNEL) -> dict:
     """Publish `files` as NAME and return the manifest.
 
     `files` is one .onnx path (stored as model.onnx) or {registry file name: local path}; the model run by
     devices is model.onnx when listed, else the first .onnx name. `metrics`, `input_spec` (overrides of what
     the ONNX input says: mean, std, scale, labels, ...) and `source` ({"run", "config_hash"}) are plain JSON.
-    `private_key` (path or key; default INCOP_SIGNING_KEY) signs the manifest and the latest pointer, which
-    devices accept for `expires` seconds (re-signed by every publish, identical ones included, and by refresh()).
+    `private_key` (path or key; default INCOP_SIGNING_KEY) signs the manifest and the pointers, which devices
+    accept for `expires` seconds (re-signed by every publish, identical ones included, and by refresh()).
+    `channel` is the release channel moved to this version: `stable` (a release) or e.g. `candidate`.
     """
     return publish_entry(registry_url, name, files, metrics, input_spec, source, private_key, version, min_ort,
-                         expires)[0]
+                         expires, channel)[0]
 
 
 def publish_entry(registry_url, name, files, metrics=None, input_spec=None, source=None, private_key=None,
-                  version=None, min_ort=None, expires: float = DEFAULT_EXPIRES) -> tuple[dict, bool]:
+                  version=None, min_ort=None, expires: float = DEFAULT_EXPIRES,
+                  channel: str = DEFAULT_CHANNEL) -> tuple[dict, bool]:
     """Like publish(); the flag says whether anything was written (False: identical entry already there)."""
-    check_name(name)
+    check_name(name), check_channel(channel)
     expires = check_expires(expires)
     version = check_version(version) if version is not None else None
     key = load_private_key(private_key)
@@ -53,7 +60,9 @@ def publish_entry(registry_url, name, files, metrics=None, input_spec=None, sour
     with store.lock(name):
         existing = _same_entry(store, name, entry, key, version)
         if existing is not None:
-            _point_latest(store, existing, key, expires)
+            if newer_on(store, existing, channel, key) is None:  # republishing an older entry never moves it back
+                point_channel(store, existing, channel, key, expires)
+            point_latest(store, existing, key, expires)
             return existing, False
         version = version if version is not None else _next_version(store, name)
         if version in store.versions(name):
@@ -62,36 +71,8 @@ def publish_entry(registry_url, name, files, metrics=None, input_spec=None, sour
         manifest = {**entry, "version": version, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         if key is not None:
             manifest = sign_manifest(manifest, key)
-        _write_entry(store, manifest, _file_map(files), key, expires)
+        _write_entry(store, manifest, _file_map(files), key, expires, channel)
     return manifest, True
-
-
-def refresh(registry_url: str, name: str, private_key: Any = None, expires: float = DEFAULT_EXPIRES) -> dict:
-    """Re-sign NAME/latest.json for the version it names, valid `expires` seconds from now; return the pointer.
-
-    Run it (a schedule does) more often than `expires` when nothing new is published, or devices refuse the
-    pointer as stale."""
-    check_name(name)
-    expires, key = check_expires(expires), load_private_key(private_key)
-    if key is None:
-        raise RegistryError("refresh signs the latest pointer, so it needs the private key; pass --key or set "
-                        "INCOP_SIGNING_KEY")
-    store = Store(registry_url)
-    with store.lock(name):
-        latest = store.latest(name)
-        if latest is None:
-            raise RegistryError(f"registry {registry_url} has no model named {name}; check --name or publish it first")
-        manifest = store.manifest(name, latest)
-        _point_latest(store, manifest, key, expires)
-    return json.loads(store.read_bytes(f"{name}/{SIGNED_LATEST}"))
-
-
-def check_expires(expires: Any) -> float:
-    ok = isinstance(expires, (int, float)) and not isinstance(expires, bool) and 1 <= expires <= MAX_EXPIRES
-    if not ok:
-        raise RegistryError(f"the pointer expiry must be between 1 s and {MAX_EXPIRES // 86400:g} days (got "
-                            f"{expires!r}); pass --expires such as 7d, 12h or 3600")
-    return float(expires)
 
 
 def _file_map(files: Files) -> dict[str, Path]:
@@ -172,7 +153,8 @@ def _next_version(store: Store, name: str) -> str:
     return str(max(numbers, default=0) + 1)
 
 
-def _write_entry(store: Store, manifest: dict, files: dict[str, Path], key: Any, expires: float) -> None:
+def _write_entry(store: Store, manifest: dict, files: dict[str, Path], key: Any, expires: float,
+                 channel: str) -> None:
     """Model files, then the manifest (created only if absent: the entry exists from here on), then the pointers."""
     name, version = manifest["name"], manifest["version"]
     base = version_dir(name, version)
@@ -181,16 +163,5 @@ def _write_entry(store: Store, manifest: dict, files: dict[str, Path], key: Any,
     if not store.create_bytes(f"{base}/{MANIFEST}", json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"):
         raise RegistryError(f"{name} v{version} was claimed by another publish at the same moment; re-run the "
                             "publish to get the next version")
-    _point_latest(store, manifest, key, expires)
-
-
-def _point_latest(store: Store, manifest: dict, key: Any, expires: float) -> None:
-    """Make the signed pointer (when signing: issued now, valid `expires` s) and the plain `latest` name
-    `manifest`; the plain pointer is rewritten only when it differs."""
-    name, version = manifest["name"], manifest["version"]
-    if key is not None:
-        stored = store.read_bytes(f"{version_dir(name, version)}/{MANIFEST}")
-        store.write_bytes(f"{name}/{SIGNED_LATEST}",
-                          canonical_bytes(sign_manifest(latest_pointer(manifest, stored, expires), key)))
-    if store.latest(name) != version:
-        store.write_bytes(f"{name}/{LATEST}", f"{version}\n".encode())
+    point_channel(store, manifest, channel, key, expires, new=True)
+    point_latest(store, manifest, key, expires)

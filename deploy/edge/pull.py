@@ -1,67 +1,77 @@
 """`incop pull` and `incop rollback`: fetch a verified model onto a device and swap it in atomically.
 
-Order: resolve the version, read the manifest (bounded: size, nesting and number length), verify it
-(against the signed pointer's sha256 of its raw bytes, then its signature, when a public key is configured),
-check its schema, take the device lock, download each file into DEST/.partial (resuming), verify size and
+Order: resolve the version (what the release channel's pointer names: pull_pointer.py), read the manifest
+(bounded: size, nesting and number length), verify it (against the pointer's sha256 of its raw bytes, then its
+signature when a public key is configured), check its schema, take the device lock, download each file into DEST/.partial (resuming), verify size and
 sha256, move the version into DEST/versions, then swap the `current` link. Any failure before the swap
 leaves `current` as it was. Imports neither torch nor prefect: a device needs onnxruntime and numpy only.
-With a public key the latest version comes from the signed NAME/latest.json, not the plain `latest`, and
-that pointer must be fresh: not past its `expires` (a frozen registry) and not issued before the newest one
-this device accepted (a replay); a version older than the running one needs allow_downgrade.
+A version older than the running one needs allow_downgrade, or a channel pointer that says `rollback: true`
+(signed, when a public key is configured). An explicit `version` ignores channels.
 """
 
 from __future__ import annotations
 
-import hashlib
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
 
-from .errors import DeviceError, NotFound, RegistryError, VerificationError
-from .manifest import LATEST, MANIFEST, MAX_MANIFEST_BYTES, MAX_POINTER_BYTES, SIGNED_LATEST, check_manifest, \
-    check_name, check_pointer, check_version, is_older, pointer_time, read_manifest, read_pointer, utc_now, \
-    version_dir
+from .errors import DeviceError, RegistryError, VerificationError
+from .manifest import DEFAULT_CHANNEL, MANIFEST, MAX_MANIFEST_BYTES, check_manifest, check_name, check_version, \
+    is_older, read_manifest, version_dir
+from .pointers import check_channel
 from .pull_device import CURRENT, PREVIOUS, Device
 from .pull_fetch import Retry, fetch, read_small
+from .pull_pointer import match_pointer, refuse_replay, remember, resolve_channel
 from .pull_source import source_for
-from .signing import load_public_key, verify_manifest, verify_signed
+from .signing import load_public_key, verify_manifest
 
 
 def pull(registry: str, name: str, dest: Path, version: Optional[str] = None, public_key: Any = None,
          retries: int = 4, backoff: float = 0.5, timeout: float = 30.0, deadline: Optional[float] = None,
-         min_rate: float = 10 * 1024, rate_window: float = 10.0, allow_downgrade: bool = False) -> dict:
-    """Make DEST/current the verified NAME (latest, or `version`); return what happened."""
+         min_rate: float = 10 * 1024, rate_window: float = 10.0, allow_downgrade: bool = False,
+         channel: str = DEFAULT_CHANNEL) -> dict:
+    """Make DEST/current the verified NAME (what `channel` names, or `version`); return what happened."""
     device, policy = Device(Path(dest)), Retry(retries, backoff, deadline, min_rate, rate_window)
     key = load_public_key(public_key, device.trusted_key)
     source = source_for(registry, timeout)
-    check_name(name)
-    version, pointer = (check_version(version), None) if version else _resolve_latest(source, name, policy, key)
-    raw = read_small(source, f"{version_dir(name, version)}/{MANIFEST}", policy, MAX_MANIFEST_BYTES,
-                     f"{name} has no version {version} in registry {registry}; omit --version to pull the latest")
-    if pointer is not None:
-        _match_pointer(pointer, raw, source.url)  # the raw bytes, before they are parsed
-    manifest = read_manifest(raw, name, version)
-    if key is not None:
-        verify_manifest(manifest, key)
-    manifest = check_manifest(manifest, name, version)
+    check_name(name), check_channel(channel)
+    version, pointer = (check_version(version), None) if version else \
+        resolve_channel(source, name, channel, policy, key)
+    raw, manifest = _manifest(source, name, version, pointer, channel, policy, key)
     check_runtime(manifest)
+    signed = pointer if key is not None else None  # only a verified pointer is remembered against replays
     with device.locked():
         device.check_paths(version)
-        if pointer is not None:
-            _refuse_replay(device, pointer, source.url)
+        if signed is not None:
+            refuse_replay(device, signed, channel, source.url)
         if device.link(CURRENT) == version and device.is_complete(version, manifest):
-            _remember(device, pointer)
+            remember(device, signed, channel)
             return _result(device, manifest, changed=False)
-        if not allow_downgrade:
+        if not (allow_downgrade or (pointer or {}).get("rollback") is True):
             _refuse_downgrade(device, manifest)
         if not device.is_complete(version, manifest):
             with device.staging(version) as stage:
                 _download(stage, source, manifest, policy)
                 device.install(stage, raw)
         device.switch(version)
-        _remember(device, pointer)
+        remember(device, signed, channel)
         device.prune()
     return _result(device, manifest, changed=True)
+
+
+def _manifest(source: Any, name: str, version: str, pointer: Optional[dict], channel: str, policy: Retry,
+              key: Any) -> tuple[bytes, dict]:
+    """The version's manifest: its raw bytes and, checked against the pointer and the key, its content."""
+    missing = f"{name} has no version {version} in registry {source.url}; " + \
+        (f"move channel {channel} to a published one with `incop promote {name} VERSION --channel {channel}`"
+         if pointer is not None else f"omit --version to pull what channel {channel} names")
+    raw = read_small(source, f"{version_dir(name, version)}/{MANIFEST}", policy, MAX_MANIFEST_BYTES, missing)
+    if pointer is not None and key is not None:
+        match_pointer(pointer, channel, raw, source.url)  # the raw bytes, before they are parsed
+    manifest = read_manifest(raw, name, version)
+    if key is not None:
+        verify_manifest(manifest, key)
+    return raw, check_manifest(manifest, name, version)
 
 
 def rollback(dest: Path, public_key: Any = None) -> dict:
@@ -91,59 +101,6 @@ def _stored(device: Device, version: str) -> dict:
                                 f"with --version {version}") from None
 
 
-def _resolve_latest(source: Any, name: str, policy: Retry, key: Any) -> tuple[str, Optional[dict]]:
-    """The latest version and, when a public key is configured, the signed pointer that named it."""
-    if key is None:
-        return _latest(source, name, policy), None
-    try:
-        data = read_small(source, f"{name}/{SIGNED_LATEST}", policy, MAX_POINTER_BYTES, "")
-    except NotFound:
-        _latest(source, name, policy)  # an unknown name is reported as such
-        raise VerificationError(f"the latest pointer of {name} in registry {source.url} is not signed (there is no "
-                                f"{SIGNED_LATEST}) but a public key is configured; publish {name} with --key or pass "
-                                "--version") from None
-    where = f"registry {source.url}"
-    pointer = read_pointer(data, name, where)
-    verify_signed(pointer, key, f"the latest pointer of {name} in {where}")
-    pointer = check_pointer(pointer, name, where)
-    _refuse_stale(pointer, where)
-    return pointer["version"], pointer
-
-
-def _refuse_stale(pointer: dict, where: str) -> None:
-    """A pointer without an expiry, or past it, is refused: its registry may be frozen on an old version."""
-    name = pointer["name"]
-    if "expires" not in pointer:
-        raise VerificationError(f"the signed latest pointer of {name} in {where} has no expiry, so a frozen or "
-                                f"replayed registry cannot be told from a current one; publish {name} again or run "
-                                f"`incop registry refresh --name {name} --key KEY` there")
-    if pointer_time(pointer, "expires") <= utc_now():
-        raise VerificationError(f"the signed latest pointer of {name} in {where} (v{pointer['version']}) expired at "
-                                f"{pointer['expires']}: the registry is stale or frozen; check that the publisher is "
-                                f"running, or run `incop registry refresh --name {name} --key KEY` there")
-
-
-def _refuse_replay(device: Device, pointer: dict, url: str) -> None:
-    """A pointer issued before the newest this device accepted is a replay of an old one."""
-    newest = device.seen().get(pointer["name"])
-    if newest is not None and pointer_time(pointer, "issued") < pointer_time(newest, "issued"):
-        raise VerificationError(f"the signed latest pointer of {pointer['name']} in registry {url} (v"
-                                f"{pointer['version']}, issued {pointer['issued']}) is older than one {device.dest} "
-                                f"already accepted (v{newest.get('version')}, issued {newest['issued']}): it is a "
-                                "replay; check the registry or mirror you pull from")
-
-
-def _remember(device: Device, pointer: Optional[dict]) -> None:
-    if pointer is not None:
-        device.remember(pointer)
-
-
-def _match_pointer(pointer: dict, raw: bytes, url: str) -> None:
-    if hashlib.sha256(raw).hexdigest() != pointer["manifest_sha256"]:
-        raise VerificationError(f"the manifest of {pointer['name']} v{pointer['version']} in registry {url} does not "
-                                f"match its signed latest pointer; republish {pointer['name']} with --key")
-
-
 def _refuse_downgrade(device: Device, manifest: dict) -> None:
     """Refuse a version older than the running one (created time, then version order; both are signed)."""
     current = device.link(CURRENT)
@@ -158,16 +115,6 @@ def _refuse_downgrade(device: Device, manifest: dict) -> None:
         raise VerificationError(f"{manifest['name']} v{manifest['version']} (created {manifest['created']}) is older "
                                 f"than v{current} (created {running['created']}) that {device.dest} runs; pass "
                                 "--allow-downgrade to install it anyway")
-
-
-def _latest(source: Any, name: str, policy: Retry) -> str:
-    data = read_small(source, f"{name}/{LATEST}", policy, 256,
-                      f"registry {source.url} has no model named {name}; check --name or publish it first")
-    try:
-        return check_version(data.decode().strip())
-    except (UnicodeDecodeError, RegistryError):
-        raise VerificationError(f"the latest pointer of {name} in {source.url} is corrupt; republish {name} "
-                                "or pass --version") from None
 
 
 def _download(stage: Any, source: Any, manifest: dict, policy: Retry) -> None:

@@ -5,7 +5,8 @@
     DEST/previous -> versions/U    what `incop rollback` restores
     DEST/.partial/V/         downloads in progress (kept across interruptions so they resume)
     DEST/.lock               held (flock) by the pull or rollback working on DEST
-    DEST/.seen               the newest signed latest pointer accepted per model (replays of older ones are refused)
+    DEST/.seen               the newest signed pointer accepted per model and channel (pull_pointer.py refuses
+                             replays of older ones)
     DEST/trusted.pub         optional: when present every pull and rollback must verify against it
 
 DEST may be a symbolic link; nothing the device code writes or deletes under it may be (nor may `current` or
@@ -16,7 +17,6 @@ with O_NOFOLLOW (dirfd.py), so a link planted at any moment is refused rather th
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import stat
 import uuid
@@ -27,7 +27,7 @@ from typing import Iterator, Optional
 from .dirfd import Stage, is_link_at, lstat_at, open_at, open_dir, planted, read_at, remove_at, same, \
     sha256_at, write_at
 from .errors import DeviceError
-from .manifest import MANIFEST, MAX_MANIFEST_BYTES, VERSION_RE, check_manifest, load_json, read_manifest
+from .manifest import MANIFEST, MAX_MANIFEST_BYTES, VERSION_RE, check_manifest, read_manifest
 
 CURRENT, PREVIOUS, VERSIONS, PARTIAL, LOCK, TRUSTED_KEY = "current", "previous", "versions", ".partial", ".lock", \
     "trusted.pub"
@@ -187,28 +187,6 @@ class Device:
         finally:
             os.close(versions)
         remove_at(self.fd, PARTIAL)
-
-    def seen(self) -> dict:
-        """The newest signed pointer accepted per model name: {name: {version, issued, expires}}."""
-        try:
-            data = read_at(self.fd, SEEN, self.dest / SEEN, MAX_SEEN_BYTES)
-        except FileNotFoundError:
-            return {}
-        try:
-            seen = load_json(data)
-            ok = isinstance(seen, dict) and all(isinstance(v, dict) and isinstance(v.get("issued"), str)
-                                                for v in seen.values())
-        except ValueError:
-            ok = False
-        if not ok:
-            raise DeviceError(f"{self.dest / SEEN} (the newest pointers this device accepted) is corrupt; remove it "
-                              "and re-run the pull")
-        return seen
-
-    def remember(self, pointer: dict) -> None:
-        """Record `pointer` as the newest accepted for its model (written atomically)."""
-        seen = {**self.seen(), pointer["name"]: {k: pointer[k] for k in ("version", "issued", "expires")}}
-        write_at(self.fd, SEEN, json.dumps(seen, sort_keys=True, indent=1).encode() + b"\n", self.dest / SEEN)
 
     def _point(self, which: str, version: str) -> None:
         """Atomically make DEST/`which` a relative symlink to versions/VERSION."""

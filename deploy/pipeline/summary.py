@@ -112,17 +112,23 @@ def _gain_sentences(export: dict, bench: dict) -> list[str]:
     return lines
 
 
+def plural(count: float, noun: str) -> str:
+    """`1 iteration`, `2 iterations`, `0.75 retraining epochs` (counts up to 3 significant digits)."""
+    return f"{count:.3g} {noun}" + ("" if count == 1 else "s")
+
+
 def summary_markdown(totals: dict, export: dict, bench: dict, chosen: str, published: Optional[dict],
-                     reasons: Optional[dict] = None) -> str:
+                     reasons: Optional[dict] = None, release: Optional[str] = None) -> str:
     where = (f"Published **{published['name']}** version **{published['version']}** (`{chosen}`, sha256 "
              f"`{published['files'][published['model_file']]['sha256'][:16]}…`)." if published else "Not published.")
     why = [f"- `{name}`: {reason}" for name, reason in (reasons or {}).items()]
     return "\n".join([
         "# prune-and-export", "",
-        f"Pruning: {totals['iterations']} iterations, {totals['retrain_epochs']} retraining epochs, "
+        f"Pruning: {plural(totals['iterations'], 'iteration')}, {plural(totals['retrain_epochs'], 'retraining epoch')}, "
         f"{100 * totals['final_remaining_fraction']:.1f} % of weights left, final test accuracy "
         f"{100 * totals['final_test_acc']:.2f} %, flow computation {100 * totals['flow_share']:.1f} % of pruning time.", "",
         "Against the dense ONNX model, measured side by side in this run:", *_gain_sentences(export, bench), "", where,
+        *(["", f"Release: {release[0].upper()}{release[1:]}."] if release else []),
         *(["", "Why this variant:", *why] if why else []), ""])
 
 

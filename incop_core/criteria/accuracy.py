@@ -6,6 +6,7 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
+from ..registry import KIND_FIELD
 from . import ACCURACY, CRITERIA, CriterionContext, EpochRecord, Verdict
 
 NOISE_KEY = "val_acc"  # the dense network's epoch-to-epoch validation-accuracy noise in the context
@@ -13,7 +14,7 @@ NOISE_KEY = "val_acc"  # the dense network's epoch-to-epoch validation-accuracy 
 
 class AccuracyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", title="Accuracy (back at the dense best)")  # the tab label in the Prefect UI
-    kind: Literal["accuracy"] = "accuracy"
+    kind: Literal["accuracy"] = Field("accuracy", json_schema_extra=KIND_FIELD)
     tolerance: Union[NonNegativeFloat, Literal["auto"]] = Field(
         0.0, description="Stop at the dense best validation accuracy minus this (a fraction, 0.005 = 0.5 pp); "
                          "'auto' uses the dense network's own epoch-to-epoch validation noise.")

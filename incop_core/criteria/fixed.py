@@ -6,12 +6,13 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
+from ..registry import KIND_FIELD
 from . import CRITERIA, CriterionContext, EpochRecord, Verdict
 
 
 class FixedEpochsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", title="Fixed epochs (baseline)")  # the tab label in the Prefect UI
-    kind: Literal["fixed-epochs"] = "fixed-epochs"
+    kind: Literal["fixed-epochs"] = Field("fixed-epochs", json_schema_extra=KIND_FIELD)
     epochs: Optional[NonNegativeFloat] = Field(
         None, description="Retrain exactly this many epochs per iteration (fractional: whole steps), instead of "
                           "prune.max_epochs; the budget-matched baseline sets it to InCoP's mean.")

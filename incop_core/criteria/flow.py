@@ -8,6 +8,7 @@ from typing import Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 from ..signals import flow_distance
+from ..registry import KIND_FIELD
 from . import CRITERIA, CriterionContext, EpochRecord, Verdict, consistency_verdict
 
 Epsilon = Union[PositiveFloat, Literal["auto"]]
@@ -19,7 +20,7 @@ AUTO_HELP = "; 'auto' derives it from how far the dense network's flow still mov
 
 class IfConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", title="InCoP-IF (information flow)")  # the tab label in the Prefect UI
-    kind: Literal["incop-if"] = "incop-if"
+    kind: Literal["incop-if"] = Field("incop-if", json_schema_extra=KIND_FIELD)
     epsilon: Epsilon = Field(0.11, description="Stop when ||IF_t - IF*||_2 falls below this" + AUTO_HELP)
     check_every: int = Field(1, ge=1, description="Measure the flow after every this many epochs.")
     estimator: Estimator = Field("stream", description=ESTIMATOR_HELP)
@@ -27,7 +28,7 @@ class IfConfig(BaseModel):
 
 class GfConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", title="InCoP-GF (gradient flow)")  # the tab label in the Prefect UI
-    kind: Literal["incop-gf"] = "incop-gf"
+    kind: Literal["incop-gf"] = Field("incop-gf", json_schema_extra=KIND_FIELD)
     epsilon: Epsilon = Field(0.5, description="Stop when ||GF_t - GF*||_2 falls below this (model-dependent)" + AUTO_HELP)
     check_every: int = Field(1, ge=1, description="Measure the flow after every this many epochs.")
     estimator: Estimator = Field("stream", description=ESTIMATOR_HELP)

@@ -21,6 +21,7 @@ from ..distances import DISTANCES, Snapshot
 from ..distances.disagreement import agreement
 from ..epsilon import consistent_epsilon, improved, recovered_epsilon
 from ..masks import prunable_weights
+from ..registry import KIND_FIELD
 from . import ACCURACY, CRITERIA, FLOW, PLATEAU, SETTLED, CriterionContext, EpochRecord, Verdict
 
 DEFAULT_DISTANCE = "disagreement"
@@ -29,7 +30,7 @@ DistanceName = Literal[tuple(DISTANCES.names())]
 
 class IncopConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", title="InCoP (consistency distance)")  # the tab label in the Prefect UI
-    kind: Literal["incop"] = "incop"
+    kind: Literal["incop"] = Field("incop", json_schema_extra=KIND_FIELD)
     distance: DistanceName = Field(DEFAULT_DISTANCE, description="Consistency signal: " + "; ".join(
         f"{n}: {DISTANCES.get(n).summary}" for n in DISTANCES.names()))
     epsilon: Union[PositiveFloat, Literal["auto"]] = Field(

@@ -10,12 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..entropy import layer_entropies, water_fill
 from ..magnitude import STRUCTURED
 from ..errors import ConfigError
+from ..registry import KIND_FIELD
 from . import SCHEDULES, PruneState
 
 
 class EgpConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", title="EGP (entropy-guided, removes layers)")  # the tab label in the Prefect UI
-    kind: Literal["egp"] = "egp"
+    kind: Literal["egp"] = Field("egp", json_schema_extra=KIND_FIELD)
     budget_share: float = Field(0.5, gt=0, lt=1, description="B = this share of the survivors of layers with H_l > 0.")
 
 

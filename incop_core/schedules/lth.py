@@ -8,12 +8,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..magnitude import survivors
+from ..registry import KIND_FIELD
 from . import SCHEDULES, PruneState
 
 
 class LthConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", title="LTH (fixed ratio)")  # the tab label in the Prefect UI
-    kind: Literal["lth"] = "lth"
+    kind: Literal["lth"] = Field("lth", json_schema_extra=KIND_FIELD)
     fraction: float = Field(0.2, gt=0, lt=1, description="Share of the surviving weights pruned each iteration.")
 
 

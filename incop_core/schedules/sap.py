@@ -9,12 +9,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..magnitude import survivors
+from ..registry import KIND_FIELD
 from . import SCHEDULES, PruneState
 
 
 class SapConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", title="SAP (PQ index)")  # the tab label in the Prefect UI
-    kind: Literal["sap"] = "sap"
+    kind: Literal["sap"] = Field("sap", json_schema_extra=KIND_FIELD)
     p: float = Field(0.5, gt=0, description="Lower norm order of the PQ index (0 < p < q); 1.0 with q=2 is the aggressive preset.")
     q: float = Field(1.0, gt=0, description="Upper norm order of the PQ index.")
     eta_r: float = Field(0.0, ge=0, description="Slack eta_r on the lower bound r of weights to keep.")
