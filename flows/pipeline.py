@@ -81,6 +81,12 @@ def resolve_params(params: PipelineParams) -> tuple[PipelineParams, dict]:
     return params, changed
 
 
+def unserved_changes(changed: dict) -> list[str]:
+    """What the release gate is told this run changed. Only a deployment run has served parameters to differ from;
+    a direct call (`incop pipeline`, Python) runs the configuration its user chose, which may promote."""
+    return sorted(changed) if deployment.id else []
+
+
 def first_served(merged: dict, served: dict) -> dict:
     """The served parameters as this flow run's first attempt saw them, so a Retry from the UI re-runs what ran
     (not what is served by then); kept in RUNS_DIR/.flow-runs/<flow run id>.json."""
@@ -112,7 +118,7 @@ def prune_and_export(params: PipelineParams = PipelineParams()) -> dict:
     export_dir = str(Path(run) / "export")
     bench = benchmark_stage(export_dir, export, params.profiles, params.bench_rounds)
     published = publish_stage(params, export_dir, export, bench)
-    release = gate_stage(params, run, export_dir, export, published, sorted(changed))
+    release = gate_stage(params, run, export_dir, export, published, unserved_changes(changed))
     choice = explain_choice(export, bench, params.publish_variant, params.publish_profile)
     result = report_stage(run, export, bench, published, choice, release)
     return {"run": run, "registry": params.registry, "name": published["name"], "version": published["version"],

@@ -21,7 +21,7 @@ from incop_core.errors import ConfigError, IncopError
 from .artifacts import PruneProgress
 from .params import PipelineParams
 from .failures import user_errors
-from .pipeline import effective_params, report_stage, resolve_params
+from .pipeline import effective_params, report_stage, resolve_params, unserved_changes
 from .tasks import (benchmark_stage, gate_stage, data_stage, export_stage, finetune_stage, prune_stage, publish_stage,
                     validate_stage)
 
@@ -56,12 +56,12 @@ def cpu_stages(params: PipelineParams, source: str, changed: Optional[list[str]]
     """Benchmark, publish, gate and report on the CPU worker from the uploaded run. `changed`: the parameters the
     parent's run changed from what the parent serves (this deployment serves none, so it cannot tell by itself)."""
     params, own = resolve_params(params)
-    changed = own if changed is None else changed
+    changed = unserved_changes(own) if changed is None else changed
     run = download_tree(source, Path(params.runs_dir) / params.run.config_hash())
     export = export_stage(str(run))
     bench = benchmark_stage(str(run / "export"), export, params.profiles, params.bench_rounds)
     published = publish_stage(params, str(run / "export"), export, bench)
-    release = gate_stage(params, str(run), str(run / "export"), export, published, sorted(changed))
+    release = gate_stage(params, str(run), str(run / "export"), export, published, changed)
     choice = explain_choice(export, bench, params.publish_variant, params.publish_profile)
     return report_stage(str(run), export, bench, published, choice, release)
 
@@ -109,5 +109,5 @@ def prune_and_export_pools(params: PipelineParams) -> dict:
     params, changed = resolve_params(params)
     payload = {"params": params.model_dump(mode="json")}
     gpu = run_child(GPU_DEPLOYMENT, payload)
-    cpu = run_child(CPU_DEPLOYMENT, {**payload, "source": stage_uri(params), "changed": sorted(changed)})
+    cpu = run_child(CPU_DEPLOYMENT, {**payload, "source": stage_uri(params), "changed": unserved_changes(changed)})
     return {"source": stage_uri(params), "gpu_run": str(gpu.id), "cpu_run": str(cpu.id), "summary": show_child_result(cpu)}

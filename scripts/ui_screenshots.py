@@ -1,8 +1,9 @@
 """Screenshots of a tiny `prune-and-export` run in the Prefect UI, to check what the UI really shows.
 
-Starts a throwaway Prefect server on 127.0.0.1 (free port, temporary PREFECT_HOME), runs a tiny synthetic
-version of the flow against it, photographs the flow run page, its Artifacts tab and the plots artifact with
-headless Chromium, and stops the server.
+Starts a throwaway Prefect server on 127.0.0.1 (free port, temporary PREFECT_HOME), registers the deployment and
+runs a tiny synthetic version of the flow against it three times (a good run, promoted to stable; a broken one the
+release gate keeps on candidate; one refused at start for a parameter the form cannot check), photographs the
+deployment's run form, the run pages, the summaries and the plots with headless Chromium, and stops the server.
 
     .venv/bin/python scripts/ui_screenshots.py [--out docs/screenshots]
 """
@@ -80,19 +81,32 @@ def stop_server(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def run_tiny_flow(api: str, work: Path) -> str:
-    """Run the flow in this process against the server (Prefect reads PREFECT_API_URL when first imported)."""
+BROKEN = {"publish_variant": "pruned", "prune": {"iterations": 2, "scope": "global",
+                                                  "schedule": {"kind": "lth", "fraction": 0.99}}}
+
+
+def run_tiny_flows(api: str, work: Path) -> dict[str, str]:
+    """Register the nightly deployment (for its form) and run the flow in this process against the server (Prefect
+    reads PREFECT_API_URL when first imported): good, broken, refused. Returns the deployment's and the runs' ids."""
     os.environ.update(PREFECT_API_URL=api, PREFECT_HOME=str(work / "client-home"))
     sys.path.insert(0, str(ROOT))
     from flows.params import PipelineParams
     from flows.pipeline import prune_and_export
+    from flows.serve import nightly_deployment
     from incop_core.config import validate
 
-    params = PipelineParams(run=validate(TINY_RUN), runs_dir=str(work / "runs"), registry=str(work / "registry"),
-                            profiles=["edge-1t"], bench_rounds=3, model_name="tiny-cnn")
-    prune_and_export(params)
-    runs = api_call(f"{api}/flow_runs/filter", {"flows": {"name": {"any_": ["prune-and-export"]}}, "limit": 1})
-    return runs[0]["id"]
+    def params(publish_variant: str = "best", signing_key: str | None = None, **run: dict) -> PipelineParams:
+        return PipelineParams(run=validate({**TINY_RUN, **run}), runs_dir=str(work / "runs"),
+                              registry=str(work / "registry"), profiles=["edge-1t"], bench_rounds=3,
+                              model_name="tiny-cnn", publish_variant=publish_variant, signing_key=signing_key)
+
+    ids = {"deployment": str(nightly_deployment("30 1 * * *", "Europe/Berlin", params()).apply())}
+    for name, chosen in (("good", params()), ("broken", params(**BROKEN)),
+                         ("refused", params(signing_key=str(work / "keys" / "missing.key")))):
+        state = prune_and_export(chosen, return_state=True)  # the refused run fails by design, with its message
+        print(f"{name} run: {state.name}{': ' + state.message if state.message else ''}")
+        ids[name] = str(state.state_details.flow_run_id)
+    return ids
 
 
 def artifact_ids(api: str, flow_run: str) -> dict[str, str]:
@@ -115,14 +129,19 @@ def shrink(path: Path) -> None:
     path.write_bytes(small_png(path.read_bytes(), MAX_SCREENSHOT_BYTES))
 
 
-def pages(ui: str, flow_run: str, artifacts: dict[str, str]) -> dict[str, tuple[str, str]]:
+def pages(ui: str, api: str, ids: dict[str, str]) -> dict[str, tuple[str, str]]:
     """File name -> (URL, window size). The run page's `?tab=Artifacts` is reset to Logs while the run loads, so
     the artifacts are shown on their own pages; the run page shows them as badges in its graph."""
-    shots = {"flow-run.png": (f"{ui}/runs/flow-run/{flow_run}", "1400,1000")}
-    for key, name, height in (("prune-and-export-summary", "artifact-summary.png", 1100),
-                              ("prune-and-export-plots", "artifact-plots.png", 2600)):
-        if key in artifacts:
-            shots[name] = (f"{ui}/artifacts/artifact/{artifacts[key]}", f"1400,{height}")
+    shots = {"run-form.png": (f"{ui}/deployments/deployment/{ids['deployment']}/run", "1400,2400"),
+             "flow-run.png": (f"{ui}/runs/flow-run/{ids['good']}", "1400,1000"),
+             "refused-run.png": (f"{ui}/runs/flow-run/{ids['refused']}", "1400,1000")}
+    good, broken = artifact_ids(api, ids["good"]), artifact_ids(api, ids["broken"])
+    for found, key, name, height in ((good, "prune-and-export-summary", "artifact-summary.png", 1100),
+                                     (good, "prune-and-export-plots", "artifact-plots.png", 2600),
+                                     (broken, "prune-and-export-summary", "gate-kept-on-candidate.png", 1100),
+                                     (good, "effective-parameters", "effective-parameters.png", 1400)):
+        if key in found:
+            shots[name] = (f"{ui}/artifacts/artifact/{found[key]}", f"1400,{height}")
     return shots
 
 
@@ -137,8 +156,8 @@ def main(argv: list[str] | None = None) -> None:
         ui, server = f"http://127.0.0.1:{port}", start_server(Path(tmp), port)
         try:
             wait_healthy(f"{ui}/api")
-            flow_run = run_tiny_flow(f"{ui}/api", work)
-            for name, (url, size) in pages(ui, flow_run, artifact_ids(f"{ui}/api", flow_run)).items():
+            ids = run_tiny_flows(f"{ui}/api", work)
+            for name, (url, size) in pages(ui, f"{ui}/api", ids).items():
                 screenshot(browser, url, args.out / name, size)
                 shrink(args.out / name)
                 print(f"wrote {args.out / name} ({(args.out / name).stat().st_size // 1024} KB): {url}")

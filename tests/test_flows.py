@@ -44,6 +44,8 @@ def test_flow_runs_every_stage_and_publishes_with_artifacts(harness, tmp_path):
     assert edge["speedup_vs_dense"] >= 1.0  # never slower than dense on the profile that chose it
     assert manifest["metrics"]["val_accuracy"] >= manifest["metrics"]["dense_val_accuracy"] - 0.01
     assert "Why this variant" in result["summary"] and "chosen" in result["summary"]
+    # a direct call runs the configuration its user chose (synthetic data here, not the defaults): it may promote
+    assert result["promoted"] and result["channel"] == "stable", result["summary"]
     keys = {a.key for a in asyncio.run(_artifacts())}
     assert {"prune-progress", "prune-iterations", "benchmark", "prune-and-export-summary", "prune-and-export-plots"} <= keys
     assert all(a.type != "link" and "file://" not in str(a.data) for a in asyncio.run(_artifacts()))  # plots inline
