@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from prefect import flow, task
+from prefect import flow
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.runtime import deployment, flow_run
@@ -19,7 +19,7 @@ from incop_core.rundir import load_records
 
 from .artifacts import PruneProgress, publish_parameters, publish_summary, publish_tables
 from .checks import preflight
-from .failures import user_errors
+from .failures import stage, user_errors
 from .roots import allowed_roots, inside
 from .params import PipelineParams, deep_merge, differences, validated
 from .tasks import (benchmark_stage, data_stage, export_stage, finetune_stage, gate_stage, prune_stage, publish_stage,
@@ -28,8 +28,7 @@ from .tasks import (benchmark_stage, data_stage, export_stage, finetune_stage, g
 REPORT_DIR = "report"
 
 
-@task(cache_policy=NO_CACHE)
-@user_errors
+@stage(cache_policy=NO_CACHE)
 def report_stage(run: str, export: dict, bench: dict, published: dict, choice: tuple[str, dict],
                  release: Optional[dict] = None) -> dict:
     """Write the report into the run directory and show it as Prefect artifacts."""

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Optional
 from uuid import UUID
 
-from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from deploy.edge.publish import publish
@@ -26,12 +25,11 @@ from incop_core.rundir import LOCK_WAIT_SECONDS, load_records
 from incop_core.runner import run_pruning
 
 from .artifacts import PruneProgress
-from .failures import user_errors
+from .failures import stage
 from .params import PipelineParams
 
 
-@task(cache_policy=NO_CACHE)
-@user_errors
+@stage(cache_policy=NO_CACHE)
 def data_stage(params: PipelineParams) -> dict:
     info = describe(params.run.data, params.run.seed)
     print(f"data: {info['name']}, {info['train']} training / {info['val']} validation / {info['test']} test images, "
@@ -47,16 +45,14 @@ def _pruning(params: PipelineParams, progress: Optional[UUID], stages: range, st
                            lock_wait=LOCK_WAIT_SECONDS))  # a second run of the same config waits, then reuses
 
 
-@task(cache_policy=NO_CACHE)
-@user_errors
+@stage(cache_policy=NO_CACHE)
 def finetune_stage(params: PipelineParams, progress: Optional[UUID] = None) -> str:
     run = _pruning(params, progress, range(0, 1), stop_after=0)
     print(f"fine-tune stage finished: {run}")
     return run
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-@user_errors
+@stage(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def prune_stage(params: PipelineParams, progress: Optional[UUID] = None) -> str:
     """A retry resumes from the last checkpointed iteration (the runner's resume)."""
     run = _pruning(params, progress, range(1, params.run.prune.iterations + 1), stop_after=None)
@@ -66,8 +62,7 @@ def prune_stage(params: PipelineParams, progress: Optional[UUID] = None) -> str:
     return run
 
 
-@task(cache_policy=NO_CACHE)
-@user_errors
+@stage(cache_policy=NO_CACHE)
 def validate_stage(run: str) -> dict:
     report = validate_sparsity(Path(run))
     print(f"sparsity checked: iteration {report['iteration']} keeps {report['nonzero']} of {report['total']} weights "
@@ -75,8 +70,7 @@ def validate_stage(run: str) -> dict:
     return report
 
 
-@task(cache_policy=NO_CACHE)
-@user_errors
+@stage(cache_policy=NO_CACHE)
 def export_stage(run: str) -> dict:
     manifest = export_run(Path(run), lock_wait=LOCK_WAIT_SECONDS).manifest
     print(f"exported {len(manifest['artifacts'])} ONNX variants: " + ", ".join(
@@ -84,8 +78,7 @@ def export_stage(run: str) -> dict:
     return manifest
 
 
-@task(cache_policy=NO_CACHE)
-@user_errors
+@stage(cache_policy=NO_CACHE)
 def benchmark_stage(export_dir: str, export: dict, profiles: list[str], rounds: int) -> dict:
     print(f"benchmark: {len(export['artifacts'])} variants on {', '.join(profiles)}, {rounds} rounds each")
     bench = cached_benchmark(Path(export_dir), export, profiles, rounds)
@@ -95,8 +88,7 @@ def benchmark_stage(export_dir: str, export: dict, profiles: list[str], rounds: 
     return bench
 
 
-@task(cache_policy=NO_CACHE)
-@user_errors
+@stage(cache_policy=NO_CACHE)
 def publish_stage(params: PipelineParams, export_dir: str, export: dict, bench: dict) -> dict:
     chosen, _ = explain_choice(export, bench, params.publish_variant, params.publish_profile)
     spec = {"mean": export["input_spec"]["mean"], "std": export["input_spec"]["std"]}
@@ -109,8 +101,7 @@ def publish_stage(params: PipelineParams, export_dir: str, export: dict, bench: 
     return published
 
 
-@task(cache_policy=NO_CACHE)
-@user_errors
+@stage(cache_policy=NO_CACHE)
 def gate_stage(params: PipelineParams, run: str, export_dir: str, export: dict, published: dict,
                changed: list[str]) -> dict:
     """Promote the candidate to `stable` when it passes the gate against the current stable (deploy/pipeline/gate.py)."""

@@ -19,7 +19,8 @@ GPU_DATA_SHARE = 0.25  # keep a data set on the GPU when it takes at most this s
 def resolve(device: str) -> torch.device:
     """auto: CUDA when present, else the CPU; under torchrun each process takes the GPU of its local rank."""
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError("--device cuda was asked for but no CUDA GPU is visible; use --device auto or --device cpu")
+        raise DeviceError("device cuda was asked for (run.device, --device) but this machine has no visible CUDA GPU: "
+                          "choose auto or cpu, or run on a GPU worker")
     if device == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     chosen = torch.device("cuda", world().local_rank) if world().active else torch.device("cuda")

@@ -197,7 +197,7 @@ def test_corrupt_or_truncated_idx_file(tmp_path, stem, damage):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
 def test_cuda_requested_without_a_gpu(tmp_path):
     runs = tmp_path / "runs"
-    assert_user_error(invoke("prune", *TINY, "--runs-dir", runs, "--device", "cuda"), "--device cpu")
+    assert_user_error(invoke("prune", *TINY, "--runs-dir", runs, "--device", "cuda"), "choose auto or cpu")
     assert_nothing_written(runs)
 
 

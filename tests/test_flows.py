@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from prefect.client.orchestration import get_client
 from prefect.testing.utilities import prefect_test_harness
 
@@ -67,6 +68,8 @@ async def _logs(flow_run_id):
 @pytest.mark.parametrize("override, field", [
     ({"run": {"data": {"name": "imagefolder", "root": "/nonexistent/images"}}}, "run.data.root"),
     ({"signing_key": "/nonexistent/incop.key"}, "signing_key"),
+    pytest.param({"run": {"device": "cuda"}}, "run.device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")),
 ])
 def test_a_rule_the_form_cannot_check_fails_the_run_with_a_state_message_naming_the_field(harness, tmp_path, override,
                                                                                         field):
@@ -84,3 +87,34 @@ def test_a_rule_the_form_cannot_check_fails_the_run_with_a_state_message_naming_
         time.sleep(0.5)
     assert not any("Traceback" in log.message for log in logs), [log.message for log in logs if "Traceback" in log.message]
     assert not (tmp_path / "registry").exists()  # nothing was published
+
+
+def test_a_stage_that_meets_a_user_error_stops_the_flow_once_without_retries(harness):
+    from prefect import flow
+
+    from flows.failures import stage, user_errors
+    from incop_core.errors import ConfigError
+
+    calls = []
+
+    @stage(retries=2, retry_delay_seconds=0)
+    def refuses(kind: str) -> str:
+        calls.append(kind)
+        if kind == "user":
+            raise ConfigError("run.data.root is not a directory: set run.data.root")
+        if len(calls) < 2:
+            raise OSError("a transient disk error")
+        return "done"
+
+    @flow
+    @user_errors
+    def two_stages(kind: str) -> str:
+        value = refuses(kind)
+        calls.append("after")  # never reached after a failed stage
+        return value
+
+    state = two_stages("user", return_state=True)
+    assert state.is_failed() and state.message == "run.data.root is not a directory: set run.data.root"
+    assert calls == ["user"]  # not retried, and the flow stopped there
+    calls.clear()
+    assert two_stages("transient") == "done" and calls == ["transient", "transient", "after"]  # a bug may pass next time
