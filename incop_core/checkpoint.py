@@ -8,11 +8,11 @@ from pathlib import Path
 
 from torch import nn
 
-from . import paths
-from .errors import IncopError
-from .masks import Mask
-from .models import non_finite, read_state, state_mismatch
-from .rundir import read_record_at
+from incop_core import paths
+from incop_core.errors import IncopError
+from incop_core.masks import Mask
+from incop_core.models import non_finite, read_state, state_mismatch
+from incop_core.rundir import read_record_at
 
 DENSE_DICTS = ("auto_epsilon", "reference")  # what iteration 0's record hands the criteria (runner.criterion_context)
 

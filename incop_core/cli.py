@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import IncopError, explain
+from incop_core.errors import IncopError, explain
 
 # Only typer and rich load at start-up: device commands (pull, predict) must run without torch. A command body
 # imports what it needs inside `guarded`, so a missing extra is one sentence (errors.explain) naming it.
@@ -62,7 +62,7 @@ def guarded(fn: Callable[..., Any], outputs: Optional[Mapping[str, Optional[Path
 
 def build_config(config: Optional[Path], flags: dict[str, Any], overrides: List[str]):
     """File, then flags, then --set key=value overrides; validated once at the end."""
-    from .config import read_config_file, set_dotted, validate
+    from incop_core.config import read_config_file, set_dotted, validate
 
     raw = read_config_file(config) if config else {}
     for dotted, value in flags.items():
@@ -112,8 +112,8 @@ def prune(
         set_.append(f"prune.criterion.distance={distance}")
 
     def go() -> None:
-        from .progress import ProgressPrinter
-        from .runner import run_pruning
+        from incop_core.progress import ProgressPrinter
+        from incop_core.runner import run_pruning
 
         cfg = build_config(config, flags, set_)
         with ProgressPrinter(console, cfg) as printer:
@@ -148,7 +148,7 @@ def compare(
              "prune.iterations": iterations, "prune.max_epochs": max_epochs, "device": device}
 
     def go() -> None:
-        from .compare import parse_seeds, run_compare
+        from incop_core.compare import parse_seeds, run_compare
 
         seed_list = parse_seeds(seeds)
         base = build_config(config, flags, set_)
@@ -169,7 +169,7 @@ def runs(runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where run directories
 
 
 def _print_runs(runs_dir: Path) -> None:
-    from .rundir import list_runs
+    from incop_core.rundir import list_runs
 
     rows = list_runs(runs_dir)
     table = Table("run", "model", "data", "schedule", "criterion", "state", "done", "remaining %", "test acc %")
@@ -184,8 +184,8 @@ def _print_runs(runs_dir: Path) -> None:
 
 
 def _print_report(run: Path, as_json: bool = False) -> None:
-    from .report import iteration_rows, run_warnings, totals
-    from .rundir import check_status, load_records
+    from incop_core.report import iteration_rows, run_warnings, totals
+    from incop_core.rundir import check_status, load_records
 
     records, status = load_records(run), check_status(run)
     if as_json:
@@ -213,7 +213,7 @@ def report(run: str = typer.Argument(..., help="Run hash (or a prefix) or direct
     """Show a run's iteration table."""
 
     def go() -> None:
-        from .rundir import resolve_run
+        from incop_core.rundir import resolve_run
 
         _print_report(resolve_run(run, runs_dir), as_json)
 

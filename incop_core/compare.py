@@ -15,16 +15,16 @@ import json
 from pathlib import Path
 from typing import Callable, Optional
 
-from .compare_stats import (DEFAULT_REWIND, MATCHED, Records, final_spread_pp, label, remaining_spread_pp, split_label,
+from incop_core.compare_stats import (DEFAULT_REWIND, MATCHED, Records, final_spread_pp, label, remaining_spread_pp, split_label,
                             summarise, summary_rows)
-from .config import RunConfig, validate
-from .distances import DISTANCES
-from .errors import ConfigError
-from .fileio import write_json_atomic, write_text_atomic
-from .report import markdown_table, totals
-from .rundir import load_records
-from .runner import run_pruning
-from .trajectory import trajectory
+from incop_core.config import RunConfig, validate
+from incop_core.distances import DISTANCES
+from incop_core.errors import ConfigError
+from incop_core.fileio import write_json_atomic, write_text_atomic
+from incop_core.report import markdown_table, totals
+from incop_core.rundir import load_records
+from incop_core.runner import run_pruning
+from incop_core.trajectory import trajectory
 
 FIXED = {"kind": "fixed-epochs"}
 SCHEDULE_METHODS = ("lth", "sap", "egp")  # a schedule with fixed max_epochs; the base config's one is the source
@@ -175,7 +175,7 @@ def run_compare(base: RunConfig, methods: list[str], seeds: list[int], runs_root
                 out: Optional[Path] = None, on_event: Callable[[str, dict], None] = lambda k, i: None,
                 rewinds: tuple[str, ...] = (DEFAULT_REWIND,)) -> Path:
     """Run (or reuse) every method x rewind x seed, then write comparison.json, comparison.md and the plots."""
-    from .plots import comparison_plots
+    from incop_core.plots import comparison_plots
 
     source = source_method(base)
     order = plan(list(methods), list(rewinds), source)

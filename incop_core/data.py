@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from .distributed import shard
-from .errors import DataError
-from .idx import read_pair
-from .imagefolder import load_tree
-from .pathkind import FOLDER, not_a
+from incop_core.distributed import shard
+from incop_core.errors import DataError
+from incop_core.idx import read_pair
+from incop_core.imagefolder import load_tree
+from incop_core.pathkind import FOLDER, not_a
 
 DEFAULT_FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
 DECLARED_CLASSES = {"fashion-mnist": 10, "mnist": 10, "cifar10": 10}

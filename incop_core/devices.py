@@ -9,9 +9,9 @@ from typing import ContextManager
 import torch
 from torch import nn
 
-from .data import Dataset, Split
-from .distributed import world
-from .errors import DeviceError
+from incop_core.data import Dataset, Split
+from incop_core.distributed import world
+from incop_core.errors import DeviceError
 
 GPU_DATA_SHARE = 0.25  # keep a data set on the GPU when it takes at most this share of free memory
 

@@ -18,16 +18,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import OptimConfig
-from .data import Dataset, batches
-from .discrimination_scores import SignalScore, score_signal
-from .distances import DISTANCES, Snapshot
-from .finetune import ALL_NEEDS, PLATEAU_PP, calibrate, reached_plateau
-from .magnitude import ALL, prune
-from .masks import Mask, prunable_weights
-from .models import ModelConfig, build_model
-from .snapshot import take_snapshot
-from .train import MaskedSGD, evaluate, train_epoch
+from incop_core.config import OptimConfig
+from incop_core.data import Dataset, batches
+from incop_core.discrimination_scores import SignalScore, score_signal
+from incop_core.distances import DISTANCES, Snapshot
+from incop_core.finetune import ALL_NEEDS, PLATEAU_PP, calibrate, reached_plateau
+from incop_core.magnitude import ALL, prune
+from incop_core.masks import Mask, prunable_weights
+from incop_core.models import ModelConfig, build_model
+from incop_core.snapshot import take_snapshot
+from incop_core.train import MaskedSGD, evaluate, train_epoch
 
 EXTREMES = ("random", "pruned-99-r0")  # must sit beyond every recovered checkpoint
 Note = Callable[[str], None]

@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from .signals import flow_distance
+from incop_core.signals import flow_distance
 
 WINDOW = 3
 

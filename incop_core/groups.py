@@ -14,8 +14,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .masks import Mask, alive_filters, prunable_weights
+from incop_core.errors import ConfigError
+from incop_core.masks import Mask, alive_filters, prunable_weights
 
 @dataclass(frozen=True)
 class Member:

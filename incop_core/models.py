@@ -11,9 +11,9 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidatorFu
                       model_validator)
 from torch import nn
 
-from .errors import ConfigError
-from .factory import build_custom
-from .pathkind import FILE, not_a
+from incop_core.errors import ConfigError
+from incop_core.factory import build_custom
+from incop_core.pathkind import FILE, not_a
 
 ModelName = Literal["small-cnn", "resnet18", "resnet34", "resnet50", "vgg16", "mobilenet_v2", "mobilenet_v3_small",
                     "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf"]
@@ -116,7 +116,7 @@ def _torchvision(name: str, channels: int, size: int, num_classes: int) -> nn.Mo
 
     model = getattr(models, name)(weights=None)
     if name.startswith("resnet"):
-        from .relus import distinct_relus
+        from incop_core.relus import distinct_relus
 
         return distinct_relus(_adapt_resnet(model, channels, size, num_classes))
     if name == "vgg16":

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import torch
 
-from . import magnitude, paths
-from .criteria import CRITERIA, CriterionContext
-from .decision import Decide, decision_noise, settle_steps
-from .errors import IncopError
-from .masks import Mask, prunable_weights
-from .schedules import SCHEDULES, PruneState
-from .train import train
-from .trajectory import follow_counts
+from incop_core import magnitude, paths
+from incop_core.criteria import CRITERIA, CriterionContext
+from incop_core.decision import Decide, decision_noise, settle_steps
+from incop_core.errors import IncopError
+from incop_core.masks import Mask, prunable_weights
+from incop_core.schedules import SCHEDULES, PruneState
+from incop_core.train import train
+from incop_core.trajectory import follow_counts
 
 
 def checks_decision(criterion, final: bool) -> bool:

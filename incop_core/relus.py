@@ -9,8 +9,8 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .signals import SHORTCUT_WORDS
+from incop_core.errors import ConfigError
+from incop_core.signals import SHORTCUT_WORDS
 
 
 def _basic_forward(self, x):

@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from . import paths
-from .config import RunConfig
-from .errors import ConfigError, IncopError, RunLocked
-from .fileio import read_json, write_json_atomic
+from incop_core import paths
+from incop_core.config import RunConfig
+from incop_core.errors import ConfigError, IncopError, RunLocked
+from incop_core.fileio import read_json, write_json_atomic
 
 LEFTOVER_TMP = re.compile(r"^\.(%s)\..+\.tmp$" % "|".join(re.escape(n) for n in (paths.CONFIG, paths.STATUS, paths.RECORDS)))
 CRASHED = "crashed (the process stopped without finishing); re-run the same command to resume"

@@ -7,9 +7,9 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .distances import FEATURES, GRADIENTS, LOGITS, Snapshot
-from .signals import Batches, channel_means, flow_layers, gradient_flow, probe_mode, record_outputs
-from .masks import Mask
+from incop_core.distances import FEATURES, GRADIENTS, LOGITS, Snapshot
+from incop_core.signals import Batches, channel_means, flow_layers, gradient_flow, probe_mode, record_outputs
+from incop_core.masks import Mask
 
 
 def take_snapshot(model: nn.Module, probe: Batches, mask: Mask, needs: Iterable[str]) -> Snapshot:

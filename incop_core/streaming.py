@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .distributed import all_sum, world
-from .signals import FlowStats, flow_layers, record_outputs
+from incop_core.distributed import all_sum, world
+from incop_core.signals import FlowStats, flow_layers, record_outputs
 
 
 FLUSH_EVERY = 32  # batches of channel means folded into the statistics at once (few ops per step)

@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import OptimConfig
-from .criteria import MAX_EPOCHS, Criterion, EpochRecord, Verdict
-from .data import Dataset, Split, batches
-from .devices import autocast
-from .distributed import all_sum, world, wrap
-from .errors import DataError, TrainingDiverged
-from .masks import Mask, dead_filter_norms, prunable_weights
-from .streaming import StreamMonitor
+from incop_core.config import OptimConfig
+from incop_core.criteria import MAX_EPOCHS, Criterion, EpochRecord, Verdict
+from incop_core.data import Dataset, Split, batches
+from incop_core.devices import autocast
+from incop_core.distributed import all_sum, world, wrap
+from incop_core.errors import DataError, TrainingDiverged
+from incop_core.masks import Mask, dead_filter_norms, prunable_weights
+from incop_core.streaming import StreamMonitor
 
 
 @dataclass

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import magnitude, paths
-from .errors import IncopError
-from .fileio import read_json
-from .masks import Mask
-from .rundir import finished_iterations
+from incop_core import magnitude, paths
+from incop_core.errors import IncopError
+from incop_core.fileio import read_json
+from incop_core.masks import Mask
+from incop_core.rundir import finished_iterations
 
 
 def group_survivors(mask: Mask, scope: str) -> dict[str, int]:

@@ -11,9 +11,9 @@ from typing import Callable, Mapping, Optional, Protocol
 import numpy as np
 from torch import nn
 
-from ..distances import Snapshot
-from ..masks import Mask
-from ..registry import Registry
+from incop_core.distances import Snapshot
+from incop_core.masks import Mask
+from incop_core.registry import Registry
 
 FLOW, ACCURACY, MAX_EPOCHS = "flow", "accuracy", "max-epochs"
 SETTLED, PLATEAU = "settled", "plateau"  # the next prune decision stopped moving; the distance stopped improving
@@ -83,4 +83,4 @@ class Criterion(Protocol):
 
 CRITERIA: Registry[Criterion] = Registry("criterion")
 
-from . import accuracy, fixed, flow, incop  # noqa: E402,F401  (registers the built-in criteria)
+from incop_core.criteria import accuracy, fixed, flow, incop  # noqa: E402,F401  (registers the built-in criteria)

@@ -6,8 +6,8 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
-from ..registry import KIND_FIELD
-from . import ACCURACY, CRITERIA, CriterionContext, EpochRecord, Verdict
+from incop_core.registry import KIND_FIELD
+from incop_core.criteria import ACCURACY, CRITERIA, CriterionContext, EpochRecord, Verdict
 
 NOISE_KEY = "val_acc"  # the dense network's epoch-to-epoch validation-accuracy noise in the context
 

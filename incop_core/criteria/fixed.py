@@ -6,8 +6,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
-from ..registry import KIND_FIELD
-from . import CRITERIA, CriterionContext, EpochRecord, Verdict
+from incop_core.registry import KIND_FIELD
+from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
 
 
 class FixedEpochsConfig(BaseModel):

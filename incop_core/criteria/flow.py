@@ -7,9 +7,9 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
-from ..signals import flow_distance
-from ..registry import KIND_FIELD
-from . import CRITERIA, CriterionContext, EpochRecord, Verdict, consistency_verdict
+from incop_core.signals import flow_distance
+from incop_core.registry import KIND_FIELD
+from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict, consistency_verdict
 
 Epsilon = Union[PositiveFloat, Literal["auto"]]
 Estimator = Literal["stream", "probe"]

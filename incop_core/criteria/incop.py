@@ -16,13 +16,13 @@ from typing import Literal, Optional, Union
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
-from ..decision import decision_distance, removed
-from ..distances import DISTANCES, Snapshot
-from ..distances.disagreement import agreement
-from ..epsilon import consistent_epsilon, improved, recovered_epsilon
-from ..masks import prunable_weights
-from ..registry import KIND_FIELD
-from . import ACCURACY, CRITERIA, FLOW, PLATEAU, SETTLED, CriterionContext, EpochRecord, Verdict
+from incop_core.decision import decision_distance, removed
+from incop_core.distances import DISTANCES, Snapshot
+from incop_core.distances.disagreement import agreement
+from incop_core.epsilon import consistent_epsilon, improved, recovered_epsilon
+from incop_core.masks import prunable_weights
+from incop_core.registry import KIND_FIELD
+from incop_core.criteria import ACCURACY, CRITERIA, FLOW, PLATEAU, SETTLED, CriterionContext, EpochRecord, Verdict
 
 DEFAULT_DISTANCE = "disagreement"
 DistanceName = Literal[tuple(DISTANCES.names())]

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from incop_core.errors import ConfigError
 
 LOGITS, FEATURES, GRADIENTS = "logits", "features", "gradients"
 
@@ -78,4 +78,4 @@ class DistanceRegistry:
 
 DISTANCES = DistanceRegistry()
 
-from . import cka, disagreement, gf_paper, gf_relative, if_matrix, if_paper, kl  # noqa: E402,F401  (registrations)
+from incop_core.distances import cka, disagreement, gf_paper, gf_relative, if_matrix, if_paper, kl  # noqa: E402,F401  (registrations)

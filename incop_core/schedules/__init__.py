@@ -7,8 +7,8 @@ from typing import Any, Mapping, Optional, Protocol, Sequence
 
 import torch
 
-from ..masks import Mask
-from ..registry import Registry
+from incop_core.masks import Mask
+from incop_core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -29,4 +29,4 @@ class Schedule(Protocol):
 
 SCHEDULES: Registry[Schedule] = Registry("schedule")
 
-from . import egp, lth, sap  # noqa: E402,F401  (registers the built-in schedules)
+from incop_core.schedules import egp, lth, sap  # noqa: E402,F401  (registers the built-in schedules)

@@ -7,11 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..entropy import layer_entropies, water_fill
-from ..magnitude import STRUCTURED
-from ..errors import ConfigError
-from ..registry import KIND_FIELD
-from . import SCHEDULES, PruneState
+from incop_core.entropy import layer_entropies, water_fill
+from incop_core.magnitude import STRUCTURED
+from incop_core.errors import ConfigError
+from incop_core.registry import KIND_FIELD
+from incop_core.schedules import SCHEDULES, PruneState
 
 
 class EgpConfig(BaseModel):

@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..magnitude import survivors
-from ..registry import KIND_FIELD
-from . import SCHEDULES, PruneState
+from incop_core.magnitude import survivors
+from incop_core.registry import KIND_FIELD
+from incop_core.schedules import SCHEDULES, PruneState
 
 
 class LthConfig(BaseModel):

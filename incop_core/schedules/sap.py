@@ -8,9 +8,9 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..magnitude import survivors
-from ..registry import KIND_FIELD
-from . import SCHEDULES, PruneState
+from incop_core.magnitude import survivors
+from incop_core.registry import KIND_FIELD
+from incop_core.schedules import SCHEDULES, PruneState
 
 
 class SapConfig(BaseModel):
