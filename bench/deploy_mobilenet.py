@@ -30,7 +30,7 @@ from deploy.bench.run import benchmark
 from deploy.export.run import export_run
 from deploy.pipeline.summary import explain_choice
 from flows.params import default_run
-from incop_core.fileio import write_json_atomic, write_text_atomic
+from incop_core.foundations.fileio import write_json_atomic, write_text_atomic
 from incop_core.report import dense_plateau, totals
 from incop_core.rundir import load_records
 from incop_core.runner import run_pruning

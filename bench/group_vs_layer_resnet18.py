@@ -31,7 +31,7 @@ from deploy.export.compact import compact, max_abs_difference
 from deploy.export.onnx_export import export_onnx
 from deploy.export.runload import load_run, normalised
 from incop_core import magnitude
-from incop_core.fileio import write_json_atomic
+from incop_core.foundations.fileio import write_json_atomic
 from incop_core.groups import channel_groups
 from incop_core.masks import Mask, prunable_weights
 from incop_core.runner import run_pruning

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from incop_core.fileio import read_json, write_json_atomic
+from incop_core.foundations.fileio import read_json, write_json_atomic
 from incop_core.report import dense_plateau
 from incop_core.rundir import load_records
 

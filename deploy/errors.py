@@ -1,6 +1,6 @@
 """Errors a user can meet in export and benchmarking; each is one sentence naming the fix (CLI exit 2)."""
 
-from incop_core.errors import IncopError
+from incop_core.foundations.errors import IncopError
 
 
 class DeployError(IncopError):

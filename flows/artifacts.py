@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 
 from incop_core import paths
 from incop_core.config import RunConfig
-from incop_core.fileio import read_json
+from incop_core.foundations.fileio import read_json
 from incop_core.report import iteration_rows
 from incop_core.rundir import finished_iterations, read_record
 from incop_core.runner import retrain_epochs

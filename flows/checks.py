@@ -9,7 +9,7 @@ from typing import Callable, Optional
 
 from incop_core.config import OWN_ROOT
 from incop_core.data import DEFAULT_FASHION_ROOT
-from incop_core.errors import ConfigError
+from incop_core.foundations.errors import ConfigError
 
 from .params import PipelineParams
 from .roots import outside_roots

@@ -17,7 +17,7 @@ def load_params(config: Optional[Path], overrides: List[str]):
     (a partial section keeps the rest; the same model the UI form shows), validated once at the end."""
     from incop_core.cli import _parse_value
     from incop_core.config import read_config_file, set_dotted
-    from incop_core.errors import ConfigError
+    from incop_core.foundations.errors import ConfigError
 
     from .params import PipelineParams, deep_merge, validated
 
@@ -51,7 +51,7 @@ def _local_only() -> None:
 
 
 def _run_flow(params) -> dict:
-    from incop_core.errors import IncopError
+    from incop_core.foundations.errors import IncopError
 
     from .pipeline import prune_and_export
 

@@ -15,7 +15,7 @@ from prefect import Task
 from prefect.client.schemas.objects import State
 from prefect.states import Failed
 
-from incop_core.errors import IncopError
+from incop_core.foundations.errors import IncopError
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -9,7 +9,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from incop_core.config import RunConfig, describe, validate
-from incop_core.errors import ConfigError
+from incop_core.foundations.errors import ConfigError
 from incop_core.factory import MODEL_MODULES_ENV, factory_allowed
 from incop_core.models import is_factory
 

@@ -16,7 +16,7 @@ from prefect.deployments import run_deployment
 
 from deploy.pipeline.summary import explain_choice
 from deploy.pipeline.transfer import download_tree, upload_tree
-from incop_core.errors import ConfigError, IncopError
+from incop_core.foundations.errors import ConfigError, IncopError
 
 from .artifacts import PruneProgress
 from .params import PipelineParams

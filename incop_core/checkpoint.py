@@ -9,7 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from incop_core import paths
-from incop_core.errors import IncopError
+from incop_core.foundations.errors import IncopError
 from incop_core.masks import Mask
 from incop_core.models import non_finite, read_state, state_mismatch
 from incop_core.rundir import read_record_at

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from incop_core.errors import IncopError, explain
+from incop_core.foundations.errors import IncopError, explain
 
 # Only typer and rich load at start-up: device commands (pull, predict) must run without torch. A command body
 # imports what it needs inside `guarded`, so a missing extra is one sentence (errors.explain) naming it.

@@ -19,8 +19,8 @@ from incop_core.compare_stats import (DEFAULT_REWIND, MATCHED, Records, final_sp
                             summarise, summary_rows)
 from incop_core.config import RunConfig, validate
 from incop_core.distances import DISTANCES
-from incop_core.errors import ConfigError
-from incop_core.fileio import write_json_atomic, write_text_atomic
+from incop_core.foundations.errors import ConfigError
+from incop_core.foundations.fileio import write_json_atomic, write_text_atomic
 from incop_core.report import markdown_table, totals
 from incop_core.rundir import load_records
 from incop_core.runner import run_pruning

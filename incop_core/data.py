@@ -14,10 +14,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from incop_core.distributed import shard
-from incop_core.errors import DataError
+from incop_core.foundations.errors import DataError
 from incop_core.idx import read_pair
 from incop_core.imagefolder import load_tree
-from incop_core.pathkind import FOLDER, not_a
+from incop_core.foundations.pathkind import FOLDER, not_a
 
 DEFAULT_FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
 DECLARED_CLASSES = {"fashion-mnist": 10, "mnist": 10, "cifar10": 10}

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from incop_core.errors import ConfigError
+from incop_core.foundations.errors import ConfigError
 
 INPUT_ARGUMENTS = ("in_channels", "channels", "image_size", "size", "num_classes")
 MODEL_MODULES_ENV = "INCOP_MODEL_MODULES"  # packages the pipeline (UI, schedules) may import a factory from

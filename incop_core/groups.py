@@ -14,7 +14,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from incop_core.errors import ConfigError
+from incop_core.foundations.errors import ConfigError
 from incop_core.masks import Mask, alive_filters, prunable_weights
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from incop_core.errors import DataError
-from incop_core.pathkind import FILE, kind_of
+from incop_core.foundations.errors import DataError
+from incop_core.foundations.pathkind import FILE, kind_of
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}

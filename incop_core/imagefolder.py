@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from incop_core.errors import DataError
+from incop_core.foundations.errors import DataError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
 

@@ -10,8 +10,8 @@ from typing import Mapping, Optional
 import torch
 from torch import nn
 
-from incop_core.errors import IncopError
-from incop_core.fileio import write_bytes_atomic, write_json_atomic
+from incop_core.foundations.errors import IncopError
+from incop_core.foundations.fileio import write_bytes_atomic, write_json_atomic
 
 
 def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:

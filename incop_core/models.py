@@ -11,9 +11,9 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidatorFu
                       model_validator)
 from torch import nn
 
-from incop_core.errors import ConfigError
+from incop_core.foundations.errors import ConfigError
 from incop_core.factory import build_custom
-from incop_core.pathkind import FILE, not_a
+from incop_core.foundations.pathkind import FILE, not_a
 
 ModelName = Literal["small-cnn", "resnet18", "resnet34", "resnet50", "vgg16", "mobilenet_v2", "mobilenet_v3_small",
                     "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf"]

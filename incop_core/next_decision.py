@@ -16,7 +16,7 @@ import torch
 from incop_core import magnitude, paths
 from incop_core.criteria import CRITERIA, CriterionContext
 from incop_core.decision import Decide, decision_noise, settle_steps
-from incop_core.errors import IncopError
+from incop_core.foundations.errors import IncopError
 from incop_core.masks import Mask, prunable_weights
 from incop_core.schedules import SCHEDULES, PruneState
 from incop_core.train import train

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from incop_core.fileio import write_bytes_atomic
+from incop_core.foundations.fileio import write_bytes_atomic
 
 PANELS = {
     "test_accuracy": ("test accuracy %", lambda rs: [100 * r["test_acc"] for r in rs]),

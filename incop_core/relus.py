@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from incop_core.errors import ConfigError
+from incop_core.foundations.errors import ConfigError
 from incop_core.signals import SHORTCUT_WORDS
 
 

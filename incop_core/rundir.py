@@ -14,8 +14,8 @@ from typing import Callable, Iterator, Optional
 
 from incop_core import paths
 from incop_core.config import RunConfig
-from incop_core.errors import ConfigError, IncopError, RunLocked
-from incop_core.fileio import read_json, write_json_atomic
+from incop_core.foundations.errors import ConfigError, IncopError, RunLocked
+from incop_core.foundations.fileio import read_json, write_json_atomic
 
 LEFTOVER_TMP = re.compile(r"^\.(%s)\..+\.tmp$" % "|".join(re.escape(n) for n in (paths.CONFIG, paths.STATUS, paths.RECORDS)))
 CRASHED = "crashed (the process stopped without finishing); re-run the same command to resume"

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from incop_core.fileio import read_json, write_json_atomic
+from incop_core.foundations.fileio import read_json, write_json_atomic
 from incop_core.masks import Mask, alive_filters, prunable_weights
 
 CANDIDATES = 8

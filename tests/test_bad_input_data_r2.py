@@ -54,7 +54,7 @@ def _tiny_training():
 @pytest.mark.timeout(60)
 def test_an_epoch_without_a_batch_raises_instead_of_looping(monkeypatch):
     from incop_core import train as train_module
-    from incop_core.errors import DataError
+    from incop_core.foundations.errors import DataError
 
     model, data, mask, optim = _tiny_training()
     monkeypatch.setattr(train_module, "batches", lambda *args, **kwargs: iter(()))
@@ -65,7 +65,7 @@ def test_an_epoch_without_a_batch_raises_instead_of_looping(monkeypatch):
 def test_training_refuses_an_empty_split_and_nan_weights():
     from dataclasses import replace
 
-    from incop_core.errors import DataError, TrainingDiverged
+    from incop_core.foundations.errors import DataError, TrainingDiverged
     from incop_core.train import train
 
     model, data, mask, optim = _tiny_training()
@@ -105,7 +105,7 @@ def test_config_files_that_cannot_be_settings(tmp_path, make, mentions):
 
 def test_a_config_file_too_large_to_be_one(tmp_path):
     from incop_core.config import read_config_file
-    from incop_core.errors import ConfigError
+    from incop_core.foundations.errors import ConfigError
 
     path = tmp_path / "big.json"
     with path.open("wb") as handle:
@@ -128,7 +128,7 @@ def test_numbers_out_of_range_or_booleans(tmp_path, args, mentions):
 ])
 def test_booleans_are_not_numbers(raw, where):
     from incop_core.config import validate
-    from incop_core.errors import ConfigError
+    from incop_core.foundations.errors import ConfigError
 
     with pytest.raises(ConfigError, match=f"at {where}: a boolean where a number belongs"):
         validate(raw)
@@ -176,7 +176,7 @@ def test_idx_files_that_are_not_what_the_data_set_declares(tmp_path, damage, men
 
 
 def test_fractional_labels_and_in_range_integer_labels():
-    from incop_core.errors import DataError
+    from incop_core.foundations.errors import DataError
     from incop_core.idx import check_labels
 
     with pytest.raises(DataError, match="float32 labels, but labels must be integers"):

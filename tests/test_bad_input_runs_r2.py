@@ -14,8 +14,8 @@ import torch
 from bad_inputs import run_incop, expect_user_error
 from incop_core import paths
 from incop_core.config import validate
-from incop_core.errors import explain
-from incop_core.fileio import copy_folder_atomic
+from incop_core.foundations.errors import explain
+from incop_core.foundations.fileio import copy_folder_atomic
 from incop_core.masks import Mask
 from incop_core.models import SmallCNN
 from incop_core.runner import dense_key, run_pruning
@@ -213,7 +213,7 @@ def test_a_full_disk_while_copying_a_folder_names_the_copy(tmp_path, monkeypatch
     def full(src, dst, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(src))  # copyfile's fast path names the source
 
-    monkeypatch.setattr("incop_core.fileio.shutil.copyfile", full)
+    monkeypatch.setattr("incop_core.foundations.fileio.shutil.copyfile", full)
     with pytest.raises(OSError) as raised:
         copy_folder_atomic(source, tmp_path / "target")
     sentence = explain(raised.value)

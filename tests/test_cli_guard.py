@@ -20,7 +20,7 @@ from bad_inputs import expect_user_error, run_incop
 from incop_core import paths
 from incop_core.cli import guarded
 from incop_core.config import validate
-from incop_core.errors import ConfigError, explain
+from incop_core.foundations.errors import ConfigError, explain
 from incop_core.idx import write_idx
 from incop_core.runner import run_pruning
 from test_bad_input import assert_user_error, invoke
@@ -139,7 +139,7 @@ def test_json_pydantic_onnxruntime_and_fsspec_errors_are_explained(tmp_path):
 
 
 def test_the_guard_never_imports_onnxruntime_or_torch():
-    script = ("import sys; from incop_core.errors import explain; explain(ValueError('x')); "
+    script = ("import sys; from incop_core.foundations.errors import explain; explain(ValueError('x')); "
               "print(sorted(m for m in ('onnxruntime', 'torch', 'pydantic') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr

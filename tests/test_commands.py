@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bad_inputs import Outcome, expect_user_error
-from incop_core.errors import explain
+from incop_core.foundations.errors import explain
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINING_SIDE = ("torch", "torchvision", "onnx", "prefect", "matplotlib")  # pydantic: typer needs it too

@@ -14,7 +14,7 @@ from incop_core.cli import app
 from incop_core.compare import DEFAULT_METHODS, matched_epochs, method_names, method_raw, plan, run_compare
 from incop_core.compare_stats import paired_pp, remaining_spread_pp, summarise, t975, t_interval
 from incop_core.distances import DISTANCES
-from incop_core.errors import ConfigError
+from incop_core.foundations.errors import ConfigError
 from flows.params import default_run
 
 TINY = ["--dataset", "synthetic", "--set", "data.synthetic_size=96", "--set", "data.image_size=16",

@@ -13,7 +13,7 @@ from incop_core.distances import DISTANCES, Snapshot
 from incop_core.groups import channel_groups
 from incop_core.masks import Mask, prunable_weights
 from incop_core.models import ModelConfig, build_model
-from incop_core.registry import Registry
+from incop_core.foundations.registry import Registry
 from incop_core.schedules import SCHEDULES, PruneState
 
 

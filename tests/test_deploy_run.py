@@ -20,7 +20,7 @@ from deploy.export.runload import load_run, normalised
 from deploy.export.validate import validate_sparsity
 from incop_core import paths
 from incop_core.config import validate
-from incop_core.fileio import read_json, save_torch_atomic, write_json_atomic
+from incop_core.foundations.fileio import read_json, save_torch_atomic, write_json_atomic
 from incop_core.runner import run_pruning
 
 pytestmark = pytest.mark.slow  # the module trains a tiny run first (about 10 s on 2 cores)

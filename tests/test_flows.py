@@ -93,7 +93,7 @@ def test_a_stage_that_meets_a_user_error_stops_the_flow_once_without_retries(har
     from prefect import flow
 
     from flows.failures import stage, user_errors
-    from incop_core.errors import ConfigError
+    from incop_core.foundations.errors import ConfigError
 
     calls = []
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from deploy.export.compact import compact, max_abs_difference
 from incop_core import magnitude, paths
-from incop_core.errors import ConfigError
+from incop_core.foundations.errors import ConfigError
 from incop_core.groups import channel_groups
 from incop_core.masks import Mask, coupled_norms, prunable_weights
 from incop_core.models import ModelConfig, build_model

@@ -67,7 +67,7 @@ def _edge_offence(path: Path, name: str, top_level: bool) -> bool:
         return True
     if _within(name, "onnx"):
         return top_level or path.name not in LAZY_ONNX
-    return _within(name, "incop_core") and name != "incop_core.errors"
+    return _within(name, "incop_core") and name != "incop_core.foundations.errors"
 
 
 def test_the_device_side_imports_nothing_of_the_training_side():

@@ -8,7 +8,7 @@ from incop_core import magnitude
 from incop_core.config import OptimConfig
 from incop_core.criteria import CRITERIA, CriterionContext
 from incop_core.data import DataConfig, load_dataset
-from incop_core.errors import IncopError
+from incop_core.foundations.errors import IncopError
 from incop_core.groups import channel_groups
 from incop_core.masks import Mask, prunable_weights
 from incop_core.models import ModelConfig, build_model
@@ -145,7 +145,7 @@ def test_round_to_keeps_a_multiple_of_filters_per_layer_rounding_down_never_belo
 
 def test_round_to_needs_the_layer_filter_scope():
     from incop_core.config import validate
-    from incop_core.errors import ConfigError
+    from incop_core.foundations.errors import ConfigError
 
     with pytest.raises(ConfigError, match="needs scope layer-filter"):
         validate({"prune": {"scope": "filter", "round_to": 8}})

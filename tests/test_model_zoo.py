@@ -10,7 +10,7 @@ from torch import nn
 from pydantic import ValidationError
 
 from incop_core.config import validate
-from incop_core.errors import ConfigError
+from incop_core.foundations.errors import ConfigError
 from incop_core.models import KNOWN_MODELS, ModelConfig, build_model
 from incop_core.relus import distinct_relus
 

@@ -13,7 +13,7 @@ from flows.artifacts import PruneProgress
 from flows.cli import load_params
 from flows.params import PipelineParams, deep_merge, differences
 from incop_core.config import validate
-from incop_core.errors import ConfigError
+from incop_core.foundations.errors import ConfigError
 
 
 def test_deep_merge_merges_sections_and_replaces_lists_and_values():

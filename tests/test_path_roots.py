@@ -4,7 +4,7 @@ import pytest
 
 from flows.checks import preflight
 from flows.roots import allowed_roots, outside_roots
-from incop_core.errors import ConfigError
+from incop_core.foundations.errors import ConfigError
 from tests.test_form import good_params
 
 

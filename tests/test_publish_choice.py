@@ -91,7 +91,7 @@ def test_dense_is_published_when_nothing_else_keeps_accuracy_and_says_so():
 
 def test_a_publish_profile_that_is_not_benchmarked_is_a_config_error():
     from flows.cli import load_params
-    from incop_core.errors import ConfigError
+    from incop_core.foundations.errors import ConfigError
 
     with pytest.raises(ConfigError, match="publish_profile edge-1t is not among profiles"):
         load_params(None, ['profiles=["cpu-2t"]'])

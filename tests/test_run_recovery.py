@@ -13,7 +13,7 @@ import pytest
 from bad_inputs import run_incop
 from incop_core import paths
 from incop_core.config import validate
-from incop_core.errors import ConfigError
+from incop_core.foundations.errors import ConfigError
 from incop_core.report import chance_warnings
 from incop_core.rundir import CRASHED, check_status, clear_partial, locked, open_run, read_status, write_status
 from incop_core.runner import run_pruning

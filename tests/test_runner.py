@@ -19,8 +19,8 @@ import incop_core.runner
 from incop_core import paths
 from incop_core.cli import app
 from incop_core.config import RunConfig, validate
-from incop_core.errors import RunLocked
-from incop_core.fileio import read_json
+from incop_core.foundations.errors import RunLocked
+from incop_core.foundations.fileio import read_json
 from incop_core.masks import Mask
 from incop_core.rundir import finished_iterations, load_records, open_run, read_status
 from incop_core.runner import run_pruning

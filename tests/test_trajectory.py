@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from incop_core import magnitude, paths
-from incop_core.errors import IncopError
-from incop_core.fileio import write_json_atomic
+from incop_core.foundations.errors import IncopError
+from incop_core.foundations.fileio import write_json_atomic
 from incop_core.masks import Mask
 from incop_core.trajectory import follow_counts, group_survivors, trajectory
 

@@ -16,8 +16,8 @@ import pytest
 
 from incop_core import paths
 from incop_core.config import validate
-from incop_core.errors import RunLocked
-from incop_core.fileio import copy_folder_atomic, read_json, save_torch_atomic, write_json_atomic
+from incop_core.foundations.errors import RunLocked
+from incop_core.foundations.fileio import copy_folder_atomic, read_json, save_torch_atomic, write_json_atomic
 from incop_core.rundir import finished_iterations, locked, open_run, read_status
 from incop_core.runner import run_pruning
 

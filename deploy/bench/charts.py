@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from incop_core.fileio import write_bytes_atomic
+from incop_core.foundations.fileio import write_bytes_atomic
 
 
 def _figure():

@@ -36,7 +36,7 @@ def _named(models: List[Path]) -> dict[str, Path]:
 
 def _export_manifest(models: List[Path]) -> Optional[dict]:
     """The export manifest beside the models, when they all come from one export folder."""
-    from incop_core.fileio import read_json
+    from incop_core.foundations.fileio import read_json
 
     from ..export.artifacts import MANIFEST
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from incop_core.fileio import write_json_atomic, write_text_atomic
+from incop_core.foundations.fileio import write_json_atomic, write_text_atomic
 
 NIL_GAIN = 1.10  # a p50 speed-up below this is reported as no gain (within run-to-run noise on a shared CPU)
 

@@ -71,7 +71,7 @@ def _add_serve(registry_app: typer.Typer, guarded: Guard) -> None:
               ) -> None:
         """Serve a registry directory read-only over HTTP (GET/HEAD with Range)."""
         def go() -> None:
-            from incop_core.errors import IncopError
+            from incop_core.foundations.errors import IncopError
 
             from .serve import make_server, url_of
 
@@ -112,7 +112,7 @@ def _add_refresh_and_list(registry_app: typer.Typer, guarded: Guard) -> None:
               name: Optional[str] = typer.Option(None, help="Only this model.")) -> None:
         """List names, versions (latest marked with *) and the version each channel names."""
         def go() -> None:
-            from incop_core.errors import IncopError
+            from incop_core.foundations.errors import IncopError
 
             from .release import channel_versions
             from .store import Store

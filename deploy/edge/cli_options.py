@@ -13,7 +13,7 @@ DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def json_option(value: Optional[str], flag: str) -> Optional[dict]:
     """Inline JSON or the path of a JSON file (at most 1 MiB, nested at most 32 deep)."""
-    from incop_core.errors import IncopError
+    from incop_core.foundations.errors import IncopError
 
     from .manifest import load_json
 
@@ -40,7 +40,7 @@ def json_option(value: Optional[str], flag: str) -> Optional[dict]:
 
 
 def files_of(model: Path, extra: List[str]) -> dict:
-    from incop_core.errors import IncopError
+    from incop_core.foundations.errors import IncopError
 
     files = {"model.onnx": model}
     for item in extra:
@@ -56,7 +56,7 @@ def files_of(model: Path, extra: List[str]) -> dict:
 
 def duration(text: Optional[str], flag: str = "--expires") -> Optional[float]:
     """Seconds from `3600`, `90m`, `12h` or `7d`; None stays None."""
-    from incop_core.errors import IncopError
+    from incop_core.foundations.errors import IncopError
 
     if text is None:
         return None

@@ -1,6 +1,6 @@
 """Errors of the edge registry; each carries one sentence that names the fix (the CLI exits 2)."""
 
-from incop_core.errors import IncopError
+from incop_core.foundations.errors import IncopError
 
 
 class RegistryError(IncopError):

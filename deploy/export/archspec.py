@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from incop_core.fileio import read_json, save_torch_atomic, write_json_atomic
+from incop_core.foundations.fileio import read_json, save_torch_atomic, write_json_atomic
 from incop_core.models import ModelConfig, build_model
 
 from ..errors import DeployError

@@ -19,7 +19,7 @@ import onnx
 import torch
 from torch import nn
 
-from incop_core.fileio import write_bytes_atomic
+from incop_core.foundations.fileio import write_bytes_atomic
 
 from ..bench.runtime import logits
 from ..errors import ExportFailed

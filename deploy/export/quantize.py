@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from incop_core.fileio import write_bytes_atomic
+from incop_core.foundations.fileio import write_bytes_atomic
 
 from ..bench.runtime import read_model
 from ..errors import ExportFailed

@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 import torch
 
-from incop_core.errors import CorruptFile
-from incop_core.fileio import read_json, write_bytes_atomic, write_json_atomic
+from incop_core.foundations.errors import CorruptFile
+from incop_core.foundations.fileio import read_json, write_bytes_atomic, write_json_atomic
 from incop_core.rundir import locked
 
 from ..bench.runtime import logits, read_model

@@ -11,8 +11,8 @@ from torch import nn
 from incop_core import paths
 from incop_core.config import RunConfig
 from incop_core.data import Dataset, Split, load_dataset
-from incop_core.errors import CorruptFile
-from incop_core.fileio import read_json
+from incop_core.foundations.errors import CorruptFile
+from incop_core.foundations.fileio import read_json
 from incop_core.masks import Mask
 from incop_core.models import build_model
 from incop_core.rundir import check_status, finished_iterations, read_record

@@ -9,7 +9,7 @@ from typing import Mapping
 import torch
 
 from incop_core import paths
-from incop_core.fileio import read_json
+from incop_core.foundations.fileio import read_json
 from incop_core.masks import Mask
 from incop_core.rundir import finished_iterations
 

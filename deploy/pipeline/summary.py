@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from incop_core.fileio import read_json, write_json_atomic
+from incop_core.foundations.fileio import read_json, write_json_atomic
 
 from ..errors import DeployError
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from incop_core.distances import Snapshot
 from incop_core.masks import Mask
-from incop_core.registry import Registry
+from incop_core.foundations.registry import Registry
 
 FLOW, ACCURACY, MAX_EPOCHS = "flow", "accuracy", "max-epochs"
 SETTLED, PLATEAU = "settled", "plateau"  # the next prune decision stopped moving; the distance stopped improving

@@ -21,7 +21,7 @@ from incop_core.distances import DISTANCES, Snapshot
 from incop_core.distances.disagreement import agreement
 from incop_core.epsilon import consistent_epsilon, improved, recovered_epsilon
 from incop_core.masks import prunable_weights
-from incop_core.registry import KIND_FIELD
+from incop_core.foundations.registry import KIND_FIELD
 from incop_core.criteria import ACCURACY, CRITERIA, FLOW, PLATEAU, SETTLED, CriterionContext, EpochRecord, Verdict
 
 DEFAULT_DISTANCE = "disagreement"

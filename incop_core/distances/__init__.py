@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from incop_core.errors import ConfigError
+from incop_core.foundations.errors import ConfigError
 
 LOGITS, FEATURES, GRADIENTS = "logits", "features", "gradients"
 

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional, Protocol, Sequence
 import torch
 
 from incop_core.masks import Mask
-from incop_core.registry import Registry
+from incop_core.foundations.registry import Registry
 
 
 @dataclass(frozen=True)

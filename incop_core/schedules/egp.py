@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from incop_core.entropy import layer_entropies, water_fill
 from incop_core.magnitude import STRUCTURED
-from incop_core.errors import ConfigError
-from incop_core.registry import KIND_FIELD
+from incop_core.foundations.errors import ConfigError
+from incop_core.foundations.registry import KIND_FIELD
 from incop_core.schedules import SCHEDULES, PruneState
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from incop_core.magnitude import survivors
-from incop_core.registry import KIND_FIELD
+from incop_core.foundations.registry import KIND_FIELD
 from incop_core.schedules import SCHEDULES, PruneState
 
 

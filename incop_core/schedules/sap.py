@@ -9,7 +9,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from incop_core.magnitude import survivors
-from incop_core.registry import KIND_FIELD
+from incop_core.foundations.registry import KIND_FIELD
 from incop_core.schedules import SCHEDULES, PruneState
 
 

@@ -6,7 +6,7 @@ from typing import Callable, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from incop_core.errors import ConfigError
+from incop_core.foundations.errors import ConfigError
 
 T = TypeVar("T")
 # A plug-in config's `kind`: a const the form shows read-only, since the tab chosen above sets it

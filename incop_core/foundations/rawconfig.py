@@ -16,8 +16,8 @@ from typing import Any, Optional
 
 from pydantic import BaseModel
 
-from incop_core.errors import ConfigError
-from incop_core.pathkind import FILE, not_a
+from incop_core.foundations.errors import ConfigError
+from incop_core.foundations.pathkind import FILE, not_a
 
 MAX_CONFIG_BYTES = 16 * 2**20
 MAX_DEPTH = 32

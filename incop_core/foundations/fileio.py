@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import torch
 
-from incop_core.errors import CorruptFile
+from incop_core.foundations.errors import CorruptFile
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

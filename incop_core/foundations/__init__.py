@@ -1,0 +1,1 @@
+"""Foundations every part uses: user errors, atomic file writes, the plug-in registry, input guards."""
