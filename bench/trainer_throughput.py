@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from incop_core.config import OptimConfig
 from incop_core.data import DataConfig, batches, load_dataset
-from incop_core.devices import autocast, place_dataset, prepare_model, resolve
+from incop_core.platforms.devices import autocast, place_dataset, prepare_model, resolve
 from incop_core.foundations.fileio import write_json_atomic
 from incop_core.magnitude import prune
 from incop_core.masks import Mask, prunable_weights

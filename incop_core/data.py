@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from incop_core.distributed import shard
+from incop_core.platforms.distributed import shard
 from incop_core.foundations.errors import DataError
 from incop_core.idx import read_pair
 from incop_core.imagefolder import load_tree

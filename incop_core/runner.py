@@ -23,8 +23,8 @@ from incop_core.config import RunConfig
 from incop_core.criteria import CRITERIA, CriterionContext
 from incop_core.data import Dataset, batches, load_dataset
 from incop_core.decision import settle_steps
-from incop_core.devices import place_dataset, prepare_model, resolve
-from incop_core.distributed import barrier, main_only, world
+from incop_core.platforms.devices import place_dataset, prepare_model, resolve
+from incop_core.platforms.distributed import barrier, main_only, world
 from incop_core.foundations.errors import IncopError
 from incop_core.distances import DISTANCES, Snapshot
 from incop_core.foundations.fileio import copy_folder_atomic, save_torch_atomic, write_json_atomic

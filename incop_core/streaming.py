@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from incop_core.distributed import all_sum, world
+from incop_core.platforms.distributed import all_sum, world
 from incop_core.signals import FlowStats, flow_layers, record_outputs
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from incop_core.data import Dataset, Split
-from incop_core.distributed import world
+from incop_core.platforms.distributed import world
 from incop_core.foundations.errors import DeviceError
 
 GPU_DATA_SHARE = 0.25  # keep a data set on the GPU when it takes at most this share of free memory

@@ -1,0 +1,1 @@
+"""Where training runs: the device and its CUDA fast paths, torchrun's processes."""
