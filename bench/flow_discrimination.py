@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from incop_core.data import DataConfig, load_dataset
+from incop_core.datasets.data import DataConfig, load_dataset
 from incop_core.discrimination import LadderConfig, run_ladder
 from incop_core.discrimination_scores import K_FACTORS, MIN_AUROC, RECOVERED_GAP, UNRECOVERED_GAP
 from incop_core.foundations.fileio import read_json, write_json_atomic, write_text_atomic

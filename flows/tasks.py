@@ -20,7 +20,7 @@ from deploy.export.run import export_run
 from deploy.export.validate import validate_sparsity
 from deploy.pipeline.summary import cached_benchmark, explain_choice, published_metrics
 from incop_core import paths
-from incop_core.data import describe
+from incop_core.datasets.data import describe
 from incop_core.rundir import LOCK_WAIT_SECONDS, load_records
 from incop_core.runner import run_pruning
 

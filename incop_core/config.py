@@ -12,7 +12,7 @@ from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from incop_core.criteria import CRITERIA
-from incop_core.data import DataConfig
+from incop_core.datasets.data import DataConfig
 from incop_core.foundations.errors import ConfigError
 from incop_core.magnitude import PER_LAYER_FILTERS, Scope
 from incop_core.models import ModelConfig

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from incop_core.config import OptimConfig
-from incop_core.data import Dataset, batches
+from incop_core.datasets.data import Dataset, batches
 from incop_core.discrimination_scores import SignalScore, score_signal
 from incop_core.distances import DISTANCES, Snapshot
 from incop_core.finetune import ALL_NEEDS, PLATEAU_PP, calibrate, reached_plateau

@@ -21,7 +21,7 @@ from incop_core import magnitude, paths
 from incop_core.checkpoint import cache_fix, dense_record, iteration_fix, load_checkpoint, run_dense_record
 from incop_core.config import RunConfig
 from incop_core.criteria import CRITERIA, CriterionContext
-from incop_core.data import Dataset, batches, load_dataset
+from incop_core.datasets.data import Dataset, batches, load_dataset
 from incop_core.decision import settle_steps
 from incop_core.platforms.devices import place_dataset, prepare_model, resolve
 from incop_core.platforms.distributed import barrier, main_only, world

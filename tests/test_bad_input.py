@@ -19,7 +19,7 @@ import incop_core.train
 from bad_inputs import Outcome, error_sentence, expect_user_error, incop_command
 from incop_core import paths
 from incop_core.cli import app, build_config
-from incop_core.idx import write_idx
+from incop_core.datasets.idx import write_idx
 from incop_core.rundir import finished_iterations, read_status
 
 TINY = ["--dataset", "synthetic", "--iterations", "1", "--max-epochs", "1", "--finetune-epochs", "1",

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from bad_inputs import run_incop, expect_user_error
-from incop_core.idx import write_idx
+from incop_core.datasets.idx import write_idx
 from test_bad_input import TINY
 
 FAST = ["--iterations", "1", "--max-epochs", "1", "--finetune-epochs", "1", "--set", "prune.probe_size=16",
@@ -42,7 +42,7 @@ class _NeverStop:
 
 def _tiny_training():
     from incop_core.config import OptimConfig
-    from incop_core.data import DataConfig, load_dataset
+    from incop_core.datasets.data import DataConfig, load_dataset
     from incop_core.masks import Mask
     from incop_core.models import SmallCNN
 
@@ -177,7 +177,7 @@ def test_idx_files_that_are_not_what_the_data_set_declares(tmp_path, damage, men
 
 def test_fractional_labels_and_in_range_integer_labels():
     from incop_core.foundations.errors import DataError
-    from incop_core.idx import check_labels
+    from incop_core.datasets.idx import check_labels
 
     with pytest.raises(DataError, match="float32 labels, but labels must be integers"):
         check_labels(np.array([0.5, 1.0], np.float32), 10, Path("labels"), "mnist")
@@ -219,7 +219,7 @@ def test_imagefolder_trees_that_would_mislead_training(tmp_path, damage, mention
 def test_hidden_folders_and_files_are_skipped(tmp_path):
     from PIL import Image
 
-    from incop_core.data import DataConfig, describe
+    from incop_core.datasets.data import DataConfig, describe
 
     root = image_tree(tmp_path / "images")
     for split in ("train", "test"):

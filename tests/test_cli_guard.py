@@ -21,7 +21,7 @@ from incop_core import paths
 from incop_core.cli import guarded
 from incop_core.config import validate
 from incop_core.foundations.errors import ConfigError, explain
-from incop_core.idx import write_idx
+from incop_core.datasets.idx import write_idx
 from incop_core.runner import run_pruning
 from test_bad_input import assert_user_error, invoke
 from test_registry_helpers import tiny_onnx

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from incop_core.config import validate
-from incop_core.data import DEFAULT_FASHION_ROOT, DataConfig, load_dataset
+from incop_core.datasets.data import DEFAULT_FASHION_ROOT, DataConfig, load_dataset
 from incop_core.foundations.errors import DataError
-from incop_core.idx import read_idx, write_idx
+from incop_core.datasets.idx import read_idx, write_idx
 from incop_core.rundir import load_records
 from incop_core.runner import run_pruning
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from incop_core.data import DEFAULT_FASHION_ROOT, DataConfig, load_dataset
+from incop_core.datasets.data import DEFAULT_FASHION_ROOT, DataConfig, load_dataset
 from incop_core.criteria import CRITERIA
 from incop_core.discrimination import EXTREMES, LadderConfig, run_ladder
 from incop_core.discrimination_scores import auroc, average_ranks, k_table, score_signal, spearman

@@ -7,7 +7,7 @@ from torch import nn
 from incop_core import magnitude
 from incop_core.config import OptimConfig
 from incop_core.criteria import CRITERIA, CriterionContext
-from incop_core.data import DataConfig, load_dataset
+from incop_core.datasets.data import DataConfig, load_dataset
 from incop_core.foundations.errors import IncopError
 from incop_core.groups import channel_groups
 from incop_core.masks import Mask, prunable_weights

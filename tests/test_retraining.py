@@ -8,7 +8,7 @@ from incop_core import paths, runner
 from incop_core.config import OptimConfig, validate
 from incop_core.foundations.errors import ConfigError
 from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
-from incop_core.data import DataConfig, load_dataset
+from incop_core.datasets.data import DataConfig, load_dataset
 from incop_core.distances import DISTANCES
 from incop_core.masks import Mask
 from incop_core.models import ModelConfig, build_model

@@ -10,7 +10,7 @@ from torch import nn
 
 from incop_core import paths
 from incop_core.config import RunConfig
-from incop_core.data import Dataset, Split, load_dataset
+from incop_core.datasets.data import Dataset, Split, load_dataset
 from incop_core.foundations.errors import CorruptFile
 from incop_core.foundations.fileio import read_json
 from incop_core.masks import Mask

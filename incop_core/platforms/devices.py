@@ -9,7 +9,7 @@ from typing import ContextManager
 import torch
 from torch import nn
 
-from incop_core.data import Dataset, Split
+from incop_core.datasets.data import Dataset, Split
 from incop_core.platforms.distributed import world
 from incop_core.foundations.errors import DeviceError
 

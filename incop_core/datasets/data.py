@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from incop_core.platforms.distributed import shard
 from incop_core.foundations.errors import DataError
-from incop_core.idx import read_pair
-from incop_core.imagefolder import load_tree
+from incop_core.datasets.idx import read_pair
+from incop_core.datasets.imagefolder import load_tree
 from incop_core.foundations.pathkind import FOLDER, not_a
 
 DEFAULT_FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
