@@ -24,7 +24,7 @@ from incop_core.datasets.data import DataConfig, load_dataset
 from incop_core.discrimination import LadderConfig, run_ladder
 from incop_core.discrimination_scores import K_FACTORS, MIN_AUROC, RECOVERED_GAP, UNRECOVERED_GAP
 from incop_core.foundations.fileio import read_json, write_json_atomic, write_text_atomic
-from incop_core.models import ModelConfig
+from incop_core.models.zoo import ModelConfig
 
 ROOT = Path(__file__).resolve().parent
 COMMAND = ".venv/bin/python bench/flow_discrimination.py"

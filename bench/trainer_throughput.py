@@ -31,7 +31,7 @@ from incop_core.platforms.devices import autocast, place_dataset, prepare_model,
 from incop_core.foundations.fileio import write_json_atomic
 from incop_core.magnitude import prune
 from incop_core.masks import Mask, prunable_weights
-from incop_core.models import ModelConfig, build_model
+from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.streaming import StreamMonitor
 from incop_core.train import MaskedSGD, train_epoch
 

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from incop_core.config import RunConfig, describe, validate
 from incop_core.foundations.errors import ConfigError
-from incop_core.factory import MODEL_MODULES_ENV, factory_allowed
-from incop_core.models import is_factory
+from incop_core.models.factory import MODEL_MODULES_ENV, factory_allowed
+from incop_core.models.zoo import is_factory
 
 ProfileName = Literal["edge-1t", "cpu-2t", "throughput"]
 

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from incop_core.relus import relu_inputs, relu_map
+from incop_core.models.relus import relu_inputs, relu_map
 
 
 def binary_entropy(p: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ from incop_core.finetune import ALL_NEEDS, PLATEAU, FinetuneRecorder, SettleCapt
 from incop_core.signals import gradient_flow, information_flow
 from incop_core.masks import Mask, prunable_weights
 from incop_core.next_decision import NextDecision, checks_decision
-from incop_core.models import build_model
+from incop_core.models.zoo import build_model
 from incop_core.report import chance_warnings
 from incop_core.rundir import clear_partial, finished_iterations, load_records, locked, open_run, read_status, write_status
 from incop_core.snapshot import take_snapshot

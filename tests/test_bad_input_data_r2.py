@@ -44,7 +44,7 @@ def _tiny_training():
     from incop_core.config import OptimConfig
     from incop_core.datasets.data import DataConfig, load_dataset
     from incop_core.masks import Mask
-    from incop_core.models import SmallCNN
+    from incop_core.models.zoo import SmallCNN
 
     data = load_dataset(DataConfig(name="synthetic", synthetic_size=20, image_size=8, num_classes=2), 0)
     model = SmallCNN(1, 8, 2, 4)
@@ -237,7 +237,7 @@ def test_download_without_a_network(tmp_path):
 
 
 def test_nan_weights_are_named_not_blamed_on_the_learning_rate(tmp_path):
-    from incop_core.models import SmallCNN
+    from incop_core.models.zoo import SmallCNN
 
     state = SmallCNN(1, 16, 4, 8).state_dict()
     state["features.0.weight"][0, 0, 0, 0] = float("nan")

@@ -12,7 +12,7 @@ from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
 from incop_core.distances import DISTANCES, Snapshot
 from incop_core.groups import channel_groups
 from incop_core.masks import Mask, prunable_weights
-from incop_core.models import ModelConfig, build_model
+from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.foundations.registry import Registry
 from incop_core.schedules import SCHEDULES, PruneState
 

@@ -19,7 +19,7 @@ from deploy.bench.flops import matmul_model
 from deploy.export.onnx_export import export_onnx
 from incop_core.cli import app
 from incop_core.config import validate
-from incop_core.models import ModelConfig, build_model
+from incop_core.models.zoo import ModelConfig, build_model
 
 FIX_WORDS = re.compile(r"\b(choose|fix|pass|use|check|remove|list|wait|delete|resume)\b", re.IGNORECASE)
 

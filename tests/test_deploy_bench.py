@@ -14,7 +14,7 @@ from deploy.bench.flops import count_flops, count_parameters, matmul_model
 from deploy.bench.report import NIL_GAIN, findings, markdown, write_report
 from deploy.bench.run import benchmark, efficiency, speedups, summarise, time_interleaved
 from deploy.export.onnx_export import export_onnx
-from incop_core.models import ModelConfig, build_model
+from incop_core.models.zoo import ModelConfig, build_model
 
 
 def test_summary_of_known_samples():

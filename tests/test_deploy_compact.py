@@ -9,7 +9,7 @@ from torch import nn
 from deploy.export.archspec import architecture_spec, rebuild
 from deploy.export.compact import compact, max_abs_difference
 from deploy.export.layers import has_bias_map
-from incop_core.models import ModelConfig, build_model
+from incop_core.models.zoo import ModelConfig, build_model
 
 TOLERANCE = 1e-4  # max abs, float32 (docs/algorithms.md §5.2)
 

@@ -14,7 +14,7 @@ from deploy.bench.sizes import compressed_sizes, file_sizes
 from deploy.errors import ExportFailed
 from deploy.export.onnx_export import compare, export_onnx, parity, verify_parity
 from deploy.export.sparse import break_even, same_initializers, to_dense_initializers, to_sparse_initializers
-from incop_core.models import ModelConfig, build_model
+from incop_core.models.zoo import ModelConfig, build_model
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import torch
 
 from deploy.export.depth import ConstantBranch, reduce_depth
-from incop_core.models import ModelConfig, build_model
+from incop_core.models.zoo import ModelConfig, build_model
 
 
 def _trained_looking(model):

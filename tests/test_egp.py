@@ -7,8 +7,8 @@ import torch
 
 from incop_core.entropy import binary_entropy, channel_on_fraction, layer_entropies, water_fill
 from incop_core.masks import Mask, prunable_weights
-from incop_core.models import ModelConfig, build_model
-from incop_core.relus import distinct_relus, relu_map
+from incop_core.models.zoo import ModelConfig, build_model
+from incop_core.models.relus import distinct_relus, relu_map
 from incop_core.schedules import SCHEDULES, PruneState
 
 

@@ -11,7 +11,7 @@ from incop_core import magnitude, paths
 from incop_core.foundations.errors import ConfigError
 from incop_core.groups import channel_groups
 from incop_core.masks import Mask, coupled_norms, prunable_weights
-from incop_core.models import ModelConfig, build_model
+from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.runner import run_pruning
 
 

@@ -11,7 +11,7 @@ from incop_core.datasets.data import DataConfig, load_dataset
 from incop_core.foundations.errors import IncopError
 from incop_core.groups import channel_groups
 from incop_core.masks import Mask, prunable_weights
-from incop_core.models import ModelConfig, build_model
+from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.train import train
 
 

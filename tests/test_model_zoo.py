@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from incop_core.config import validate
 from incop_core.foundations.errors import ConfigError
-from incop_core.models import KNOWN_MODELS, ModelConfig, build_model
-from incop_core.relus import distinct_relus
+from incop_core.models.zoo import KNOWN_MODELS, ModelConfig, build_model
+from incop_core.models.relus import distinct_relus
 
 TINY = "tests.custom_model:tiny_net"
 BROKEN = '''

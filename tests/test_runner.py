@@ -223,7 +223,7 @@ def test_second_process_on_the_same_run_is_refused(tmp_path):
 def test_layer_filter_run_with_round_to_keeps_multiples_and_zero_batchnorms(tmp_path):
     from incop_core import magnitude
     from incop_core.masks import coupled_norms
-    from incop_core.models import ModelConfig, build_model
+    from incop_core.models.zoo import ModelConfig, build_model
 
     raw = raw_config(iterations=2, max_epochs=1, criterion="fixed-epochs")
     raw["prune"].update({"scope": "layer-filter", "round_to": 4, "schedule": {"kind": "lth", "fraction": 0.3}})

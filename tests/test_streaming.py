@@ -11,7 +11,7 @@ from incop_core.datasets.data import DataConfig, batches, load_dataset
 from incop_core.epsilon import auto_epsilon
 from incop_core.signals import gradient_flow, information_flow
 from incop_core.masks import Mask
-from incop_core.models import ModelConfig, build_model
+from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.rundir import load_records
 from incop_core.runner import run_pruning
 from incop_core.train import train

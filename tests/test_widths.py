@@ -8,7 +8,7 @@ import torch
 from incop_core import paths
 from incop_core.config import validate
 from incop_core.masks import Mask
-from incop_core.models import ModelConfig, build_model
+from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.runner import run_pruning
 from incop_core.widths import ConvShape, LatencyTable, auto_widths, conv_latency_ms, fastest_kept, layer_shapes
 

@@ -17,7 +17,7 @@ from deploy.export.quantize import quantize_int8
 from incop_core import magnitude
 from incop_core.groups import channel_groups
 from incop_core.masks import Mask, prunable_weights
-from incop_core.models import ModelConfig, build_model
+from incop_core.models.zoo import ModelConfig, build_model
 
 ZOO = ["small-cnn", "resnet18", "resnet34", "resnet50", "vgg16", "mobilenet_v2", "mobilenet_v3_small",
        "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf", "tests.custom_model:tiny_net"]

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from incop_core.foundations.fileio import read_json, save_torch_atomic, write_json_atomic
-from incop_core.models import ModelConfig, build_model
+from incop_core.models.zoo import ModelConfig, build_model
 
 from ..errors import DeployError
 from .depth import ConstantBranch

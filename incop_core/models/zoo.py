@@ -12,7 +12,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidatorFu
 from torch import nn
 
 from incop_core.foundations.errors import ConfigError
-from incop_core.factory import build_custom
+from incop_core.models.factory import build_custom
 from incop_core.foundations.pathkind import FILE, not_a
 
 ModelName = Literal["small-cnn", "resnet18", "resnet34", "resnet50", "vgg16", "mobilenet_v2", "mobilenet_v3_small",
@@ -116,7 +116,7 @@ def _torchvision(name: str, channels: int, size: int, num_classes: int) -> nn.Mo
 
     model = getattr(models, name)(weights=None)
     if name.startswith("resnet"):
-        from incop_core.relus import distinct_relus
+        from incop_core.models.relus import distinct_relus
 
         return distinct_relus(_adapt_resnet(model, channels, size, num_classes))
     if name == "vgg16":
