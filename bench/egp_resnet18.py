@@ -30,7 +30,7 @@ from deploy.export.depth import reduce_depth
 from deploy.export.onnx_export import export_onnx
 from deploy.export.runload import load_run, normalised
 from incop_core.config import validate
-from incop_core.entropy import relu_states
+from incop_core.pruning.entropy import relu_states
 from incop_core.foundations.fileio import write_json_atomic, write_text_atomic
 from incop_core.report import dense_plateau, plateau_sentence
 from incop_core.rundir import load_records

@@ -30,10 +30,10 @@ from deploy.bench.runtime import read_model
 from deploy.export.compact import compact, max_abs_difference
 from deploy.export.onnx_export import export_onnx
 from deploy.export.runload import load_run, normalised
-from incop_core import magnitude
+from incop_core.pruning import magnitude
 from incop_core.foundations.fileio import write_json_atomic
-from incop_core.groups import channel_groups
-from incop_core.masks import Mask, prunable_weights
+from incop_core.pruning.groups import channel_groups
+from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.runner import run_pruning
 
 ROOT = Path(__file__).resolve().parent

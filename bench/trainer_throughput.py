@@ -29,8 +29,8 @@ from incop_core.config import OptimConfig
 from incop_core.datasets.data import DataConfig, batches, load_dataset
 from incop_core.platforms.devices import autocast, place_dataset, prepare_model, resolve
 from incop_core.foundations.fileio import write_json_atomic
-from incop_core.magnitude import prune
-from incop_core.masks import Mask, prunable_weights
+from incop_core.pruning.magnitude import prune
+from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.streaming import StreamMonitor
 from incop_core.train import MaskedSGD, train_epoch

@@ -10,7 +10,7 @@ from torch import nn
 
 from incop_core import paths
 from incop_core.foundations.errors import IncopError
-from incop_core.masks import Mask
+from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import non_finite, read_state, state_mismatch
 from incop_core.rundir import read_record_at
 

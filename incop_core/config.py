@@ -14,10 +14,10 @@ from pydantic_core import PydanticCustomError
 from incop_core.criteria import CRITERIA
 from incop_core.datasets.data import DataConfig
 from incop_core.foundations.errors import ConfigError
-from incop_core.magnitude import PER_LAYER_FILTERS, Scope
+from incop_core.pruning.magnitude import PER_LAYER_FILTERS, Scope
 from incop_core.models.zoo import ModelConfig
 from incop_core.foundations.rawconfig import MAX_DEPTH, boolean_number, read_config_file, set_dotted, too_deep  # noqa: F401 (the CLIs import the readers here)
-from incop_core.schedules import SCHEDULES
+from incop_core.pruning.schedules import SCHEDULES
 
 ScheduleConfig = Annotated[Union[tuple(SCHEDULES.configs())], Field(discriminator="kind")]
 CriterionConfig = Annotated[Union[tuple(CRITERIA.configs())], Field(discriminator="kind")]

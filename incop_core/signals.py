@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from incop_core.masks import Mask, prunable_weights
+from incop_core.pruning.masks import Mask, prunable_weights
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 SHORTCUT_WORDS = ("downsample", "shortcut", "projection")

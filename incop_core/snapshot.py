@@ -9,7 +9,7 @@ from torch import nn
 
 from incop_core.distances import FEATURES, GRADIENTS, LOGITS, Snapshot
 from incop_core.signals import Batches, channel_means, flow_layers, gradient_flow, probe_mode, record_outputs
-from incop_core.masks import Mask
+from incop_core.pruning.masks import Mask
 
 
 def take_snapshot(model: nn.Module, probe: Batches, mask: Mask, needs: Iterable[str]) -> Snapshot:

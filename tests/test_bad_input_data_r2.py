@@ -43,7 +43,7 @@ class _NeverStop:
 def _tiny_training():
     from incop_core.config import OptimConfig
     from incop_core.datasets.data import DataConfig, load_dataset
-    from incop_core.masks import Mask
+    from incop_core.pruning.masks import Mask
     from incop_core.models.zoo import SmallCNN
 
     data = load_dataset(DataConfig(name="synthetic", synthetic_size=20, image_size=8, num_classes=2), 0)

@@ -16,7 +16,7 @@ from incop_core import paths
 from incop_core.config import validate
 from incop_core.foundations.errors import explain
 from incop_core.foundations.fileio import copy_folder_atomic
-from incop_core.masks import Mask
+from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import SmallCNN
 from incop_core.runner import dense_key, run_pruning
 

@@ -3,7 +3,7 @@
 from incop_core import cli
 from incop_core.criteria import CRITERIA
 from incop_core.distances import DISTANCES
-from incop_core.schedules import SCHEDULES
+from incop_core.pruning.schedules import SCHEDULES
 
 
 def test_cli_help_names_match_the_registries():

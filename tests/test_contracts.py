@@ -7,14 +7,14 @@ import pytest
 import torch
 from pydantic import BaseModel
 
-from incop_core import magnitude
+from incop_core.pruning import magnitude
 from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
 from incop_core.distances import DISTANCES, Snapshot
-from incop_core.groups import channel_groups
-from incop_core.masks import Mask, prunable_weights
+from incop_core.pruning.groups import channel_groups
+from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.foundations.registry import Registry
-from incop_core.schedules import SCHEDULES, PruneState
+from incop_core.pruning.schedules import SCHEDULES, PruneState
 
 
 def _fields_documented(config: type[BaseModel]) -> bool:

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from incop_core.masks import Mask
+from incop_core.pruning.masks import Mask
 from incop_core.rundir import load_records, read_status
 
 pytestmark = pytest.mark.slow

@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from incop_core.entropy import binary_entropy, channel_on_fraction, layer_entropies, water_fill
-from incop_core.masks import Mask, prunable_weights
+from incop_core.pruning.entropy import binary_entropy, channel_on_fraction, layer_entropies, water_fill
+from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.models.relus import distinct_relus, relu_map
-from incop_core.schedules import SCHEDULES, PruneState
+from incop_core.pruning.schedules import SCHEDULES, PruneState
 
 
 def test_entropy_of_all_on_all_off_and_half_on_channels():
@@ -80,7 +80,7 @@ def test_egp_gives_the_budget_to_layers_with_entropy_and_prunes_half_their_survi
 def test_relu_states_report_always_on_and_always_off_layers():
     from torch import nn
 
-    from incop_core.entropy import relu_states
+    from incop_core.pruning.entropy import relu_states
 
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 2))
     with torch.no_grad():

@@ -18,7 +18,7 @@ from flows.pipeline import prune_and_export
 from incop_core.config import validate
 from incop_core.criteria import CRITERIA
 from incop_core.foundations.errors import ConfigError
-from incop_core.schedules import SCHEDULES
+from incop_core.pruning.schedules import SCHEDULES
 
 UNIONS = {"schedule": SCHEDULES, "criterion": CRITERIA}
 

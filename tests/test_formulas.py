@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from incop_core.signals import connectivity_matrix, gradient_flow, information_flow
-from incop_core.masks import Mask
-from incop_core.schedules.sap import SapConfig, pq_index, sap_prune_count
+from incop_core.pruning.masks import Mask
+from incop_core.pruning.schedules.sap import SapConfig, pq_index, sap_prune_count
 
 
 @pytest.mark.parametrize("p,q", [(0.5, 1.0), (1.0, 2.0), (0.5, 2.0)])

@@ -7,10 +7,11 @@ import torch
 from torch import nn
 
 from deploy.export.compact import compact, max_abs_difference
-from incop_core import magnitude, paths
+from incop_core import paths
+from incop_core.pruning import magnitude
 from incop_core.foundations.errors import ConfigError
-from incop_core.groups import channel_groups
-from incop_core.masks import Mask, coupled_norms, prunable_weights
+from incop_core.pruning.groups import channel_groups
+from incop_core.pruning.masks import Mask, coupled_norms, prunable_weights
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.runner import run_pruning
 
@@ -125,7 +126,7 @@ def test_a_model_torch_pruning_cannot_trace_is_one_sentence():
 
 
 def test_egp_on_a_model_without_relus_is_a_sentence_not_a_silent_no_op():
-    from incop_core.schedules import SCHEDULES, PruneState
+    from incop_core.pruning.schedules import SCHEDULES, PruneState
 
     model = build_model(ModelConfig(name="efficientnet_b0"), (1, 16, 16), 4)
     images = torch.randn(4, 1, 16, 16)

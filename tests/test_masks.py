@@ -4,13 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from incop_core import magnitude
+from incop_core.pruning import magnitude
 from incop_core.config import OptimConfig
 from incop_core.criteria import CRITERIA, CriterionContext
 from incop_core.datasets.data import DataConfig, load_dataset
 from incop_core.foundations.errors import IncopError
-from incop_core.groups import channel_groups
-from incop_core.masks import Mask, prunable_weights
+from incop_core.pruning.groups import channel_groups
+from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.train import train
 
@@ -154,7 +154,7 @@ def test_round_to_needs_the_layer_filter_scope():
 
 def test_structured_pruning_zeroes_the_batchnorm_of_dead_filters_so_compaction_needs_no_carrier_channel():
     from deploy.export.compact import compact, max_abs_difference
-    from incop_core.masks import coupled_norms
+    from incop_core.pruning.masks import coupled_norms
 
     data = load_dataset(DataConfig(name="synthetic", synthetic_size=64, image_size=16), 0)
     torch.manual_seed(0)

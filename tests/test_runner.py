@@ -21,7 +21,7 @@ from incop_core.cli import app
 from incop_core.config import RunConfig, validate
 from incop_core.foundations.errors import RunLocked
 from incop_core.foundations.fileio import read_json
-from incop_core.masks import Mask
+from incop_core.pruning.masks import Mask
 from incop_core.rundir import finished_iterations, load_records, open_run, read_status
 from incop_core.runner import run_pruning
 
@@ -221,8 +221,8 @@ def test_second_process_on_the_same_run_is_refused(tmp_path):
 
 
 def test_layer_filter_run_with_round_to_keeps_multiples_and_zero_batchnorms(tmp_path):
-    from incop_core import magnitude
-    from incop_core.masks import coupled_norms
+    from incop_core.pruning import magnitude
+    from incop_core.pruning.masks import coupled_norms
     from incop_core.models.zoo import ModelConfig, build_model
 
     raw = raw_config(iterations=2, max_epochs=1, criterion="fixed-epochs")

@@ -9,10 +9,10 @@ import torch
 
 from incop_core.config import validate
 from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord
-from incop_core.decision import decision_distance, decision_noise, removed, settle_steps
+from incop_core.pruning.decision import decision_distance, decision_noise, removed, settle_steps
 from incop_core.distances import Snapshot
 from incop_core.epsilon import Z95, consistent_count, consistent_epsilon, improved, recovered_epsilon, resolution
-from incop_core.masks import Mask
+from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.rundir import load_records
 from incop_core.runner import retrain_epochs, run_pruning

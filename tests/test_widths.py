@@ -7,10 +7,10 @@ import torch
 
 from incop_core import paths
 from incop_core.config import validate
-from incop_core.masks import Mask
+from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.runner import run_pruning
-from incop_core.widths import ConvShape, LatencyTable, auto_widths, conv_latency_ms, fastest_kept, layer_shapes
+from incop_core.pruning.widths import ConvShape, LatencyTable, auto_widths, conv_latency_ms, fastest_kept, layer_shapes
 
 CONV = ConvShape(32, 64, (3, 3), (1, 1), (1, 1), 1, 8, 8)
 

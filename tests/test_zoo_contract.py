@@ -14,9 +14,9 @@ from deploy.bench.runtime import read_model
 from deploy.export.compact import compact, max_abs_difference
 from deploy.export.onnx_export import export_onnx, parity
 from deploy.export.quantize import quantize_int8
-from incop_core import magnitude
-from incop_core.groups import channel_groups
-from incop_core.masks import Mask, prunable_weights
+from incop_core.pruning import magnitude
+from incop_core.pruning.groups import channel_groups
+from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.models.zoo import ModelConfig, build_model
 
 ZOO = ["small-cnn", "resnet18", "resnet34", "resnet50", "vgg16", "mobilenet_v2", "mobilenet_v3_small",

@@ -15,7 +15,7 @@ import torch_pruning as tp
 from torch import nn
 from torch_pruning import ops
 
-from incop_core.groups import index_tables
+from incop_core.pruning.groups import index_tables
 
 WEIGHTED = (ops.OPTYPE.CONV, ops.OPTYPE.LINEAR, ops.OPTYPE.DEPTHWISE_CONV)
 PASS_THROUGH = (ops.OPTYPE.BN, ops.OPTYPE.ELEMENTWISE, ops.OPTYPE.RESHAPE, ops.OPTYPE.CONCAT, ops.OPTYPE.SPLIT,

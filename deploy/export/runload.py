@@ -13,7 +13,7 @@ from incop_core.config import RunConfig
 from incop_core.datasets.data import Dataset, Split, load_dataset
 from incop_core.foundations.errors import CorruptFile
 from incop_core.foundations.fileio import read_json
-from incop_core.masks import Mask
+from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import build_model
 from incop_core.rundir import check_status, finished_iterations, read_record
 

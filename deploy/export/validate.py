@@ -10,7 +10,7 @@ import torch
 
 from incop_core import paths
 from incop_core.foundations.fileio import read_json
-from incop_core.masks import Mask
+from incop_core.pruning.masks import Mask
 from incop_core.rundir import finished_iterations
 
 from ..errors import SparsityMismatch

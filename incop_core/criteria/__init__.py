@@ -12,7 +12,7 @@ import numpy as np
 from torch import nn
 
 from incop_core.distances import Snapshot
-from incop_core.masks import Mask
+from incop_core.pruning.masks import Mask
 from incop_core.foundations.registry import Registry
 
 FLOW, ACCURACY, MAX_EPOCHS = "flow", "accuracy", "max-epochs"

@@ -7,11 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from incop_core.entropy import layer_entropies, water_fill
-from incop_core.magnitude import STRUCTURED
+from incop_core.pruning.entropy import layer_entropies, water_fill
+from incop_core.pruning.magnitude import STRUCTURED
 from incop_core.foundations.errors import ConfigError
 from incop_core.foundations.registry import KIND_FIELD
-from incop_core.schedules import SCHEDULES, PruneState
+from incop_core.pruning.schedules import SCHEDULES, PruneState
 
 
 class EgpConfig(BaseModel):

@@ -13,8 +13,8 @@ from typing import Literal, Mapping, Optional, Sequence
 
 import torch
 
-from incop_core.groups import ChannelGroup, group_survivors, prune_groups
-from incop_core.masks import Mask, alive_filters  # noqa: F401 (alive_filters is part of this module's interface)
+from incop_core.pruning.groups import ChannelGroup, group_survivors, prune_groups
+from incop_core.pruning.masks import Mask, alive_filters  # noqa: F401 (alive_filters is part of this module's interface)
 
 Scope = Literal["global", "layer", "neuron", "filter", "layer-filter", "group"]
 SCOPES: tuple[str, ...] = ("global", "layer", "neuron", "filter", "layer-filter", "group")

@@ -8,9 +8,9 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from incop_core.magnitude import survivors
+from incop_core.pruning.magnitude import survivors
 from incop_core.foundations.registry import KIND_FIELD
-from incop_core.schedules import SCHEDULES, PruneState
+from incop_core.pruning.schedules import SCHEDULES, PruneState
 
 
 class SapConfig(BaseModel):

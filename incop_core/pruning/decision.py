@@ -12,7 +12,7 @@ from typing import Callable, Mapping
 
 import torch
 
-from incop_core.masks import Mask
+from incop_core.pruning.masks import Mask
 
 Decide = Callable[[Mapping[str, torch.Tensor]], Mask]  # current weights -> the mask the next prune would leave
 

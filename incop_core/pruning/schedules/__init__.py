@@ -7,7 +7,7 @@ from typing import Any, Mapping, Optional, Protocol, Sequence
 
 import torch
 
-from incop_core.masks import Mask
+from incop_core.pruning.masks import Mask
 from incop_core.foundations.registry import Registry
 
 
@@ -29,4 +29,4 @@ class Schedule(Protocol):
 
 SCHEDULES: Registry[Schedule] = Registry("schedule")
 
-from incop_core.schedules import egp, lth, sap  # noqa: E402,F401  (registers the built-in schedules)
+from incop_core.pruning.schedules import egp, lth, sap  # noqa: E402,F401  (registers the built-in schedules)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from incop_core.foundations.fileio import read_json, write_json_atomic
-from incop_core.masks import Mask, alive_filters, prunable_weights
+from incop_core.pruning.masks import Mask, alive_filters, prunable_weights
 
 CANDIDATES = 8
 TIE = 1.05  # within 5 % of the cheapest counts as equally fast

@@ -13,14 +13,16 @@ from pathlib import Path
 
 import torch
 
-from incop_core import magnitude, paths
+from incop_core import paths
+
+from incop_core.pruning import magnitude
 from incop_core.criteria import CRITERIA, CriterionContext
-from incop_core.decision import Decide, decision_noise, settle_steps
+from incop_core.pruning.decision import Decide, decision_noise, settle_steps
 from incop_core.foundations.errors import IncopError
-from incop_core.masks import Mask, prunable_weights
-from incop_core.schedules import SCHEDULES, PruneState
+from incop_core.pruning.masks import Mask, prunable_weights
+from incop_core.pruning.schedules import SCHEDULES, PruneState
 from incop_core.train import train
-from incop_core.trajectory import follow_counts
+from incop_core.pruning.trajectory import follow_counts
 
 
 def checks_decision(criterion, final: bool) -> bool:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from incop_core.foundations.errors import ConfigError
-from incop_core.masks import Mask, alive_filters, prunable_weights
+from incop_core.pruning.masks import Mask, alive_filters, prunable_weights
 
 @dataclass(frozen=True)
 class Member:
