@@ -32,7 +32,7 @@ from incop_core.foundations.fileio import write_json_atomic
 from incop_core.pruning.magnitude import prune
 from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.models.zoo import ModelConfig, build_model
-from incop_core.streaming import StreamMonitor
+from incop_core.consistency.streaming import StreamMonitor
 from incop_core.train import MaskedSGD, train_epoch
 
 ROOT = Path(__file__).resolve().parent

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 from incop_core.compare_stats import (DEFAULT_REWIND, MATCHED, Records, final_spread_pp, label, remaining_spread_pp, split_label,
                             summarise, summary_rows)
 from incop_core.config import RunConfig, validate
-from incop_core.distances import DISTANCES
+from incop_core.consistency.distances import DISTANCES
 from incop_core.foundations.errors import ConfigError
 from incop_core.foundations.fileio import write_json_atomic, write_text_atomic
 from incop_core.report import markdown_table, totals

@@ -11,9 +11,9 @@ import numpy as np
 from torch import nn
 
 from incop_core.criteria import EpochRecord, Verdict
-from incop_core.distances import DISTANCES, FEATURES, GRADIENTS, LOGITS, Snapshot
-from incop_core.distances.connectivity import information_flow_vector
-from incop_core.epsilon import auto_epsilon
+from incop_core.consistency.distances import DISTANCES, FEATURES, GRADIENTS, LOGITS, Snapshot
+from incop_core.consistency.distances.connectivity import information_flow_vector
+from incop_core.consistency.epsilon import auto_epsilon
 from incop_core.pruning.masks import Mask, prunable_weights
 
 ALL_NEEDS = frozenset({LOGITS, FEATURES, GRADIENTS})

@@ -20,7 +20,7 @@ from incop_core.platforms.devices import autocast
 from incop_core.platforms.distributed import all_sum, world, wrap
 from incop_core.foundations.errors import DataError, TrainingDiverged
 from incop_core.pruning.masks import Mask, dead_filter_norms, prunable_weights
-from incop_core.streaming import StreamMonitor
+from incop_core.consistency.streaming import StreamMonitor
 
 
 @dataclass

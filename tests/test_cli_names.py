@@ -2,7 +2,7 @@
 
 from incop_core import cli
 from incop_core.criteria import CRITERIA
-from incop_core.distances import DISTANCES
+from incop_core.consistency.distances import DISTANCES
 from incop_core.pruning.schedules import SCHEDULES
 
 

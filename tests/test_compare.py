@@ -13,7 +13,7 @@ from incop_core import cli, runner
 from incop_core.cli import app
 from incop_core.compare import DEFAULT_METHODS, matched_epochs, method_names, method_raw, plan, run_compare
 from incop_core.compare_stats import paired_pp, remaining_spread_pp, summarise, t975, t_interval
-from incop_core.distances import DISTANCES
+from incop_core.consistency.distances import DISTANCES
 from incop_core.foundations.errors import ConfigError
 from flows.params import default_run
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from incop_core.pruning import magnitude
 from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
-from incop_core.distances import DISTANCES, Snapshot
+from incop_core.consistency.distances import DISTANCES, Snapshot
 from incop_core.pruning.groups import channel_groups
 from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.models.zoo import ModelConfig, build_model

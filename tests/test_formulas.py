@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from incop_core.signals import connectivity_matrix, gradient_flow, information_flow
+from incop_core.consistency.signals import connectivity_matrix, gradient_flow, information_flow
 from incop_core.pruning.masks import Mask
 from incop_core.pruning.schedules.sap import SapConfig, pq_index, sap_prune_count
 

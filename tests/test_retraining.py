@@ -9,7 +9,7 @@ from incop_core.config import OptimConfig, validate
 from incop_core.foundations.errors import ConfigError
 from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
 from incop_core.datasets.data import DataConfig, load_dataset
-from incop_core.distances import DISTANCES
+from incop_core.consistency.distances import DISTANCES
 from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.rundir import load_records

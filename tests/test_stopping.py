@@ -10,8 +10,8 @@ import torch
 from incop_core.config import validate
 from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord
 from incop_core.pruning.decision import decision_distance, decision_noise, removed, settle_steps
-from incop_core.distances import Snapshot
-from incop_core.epsilon import Z95, consistent_count, consistent_epsilon, improved, recovered_epsilon, resolution
+from incop_core.consistency.distances import Snapshot
+from incop_core.consistency.epsilon import Z95, consistent_count, consistent_epsilon, improved, recovered_epsilon, resolution
 from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.rundir import load_records

@@ -8,8 +8,8 @@ from torch import nn
 from incop_core.config import OptimConfig
 from incop_core.criteria import CRITERIA, CriterionContext, Verdict
 from incop_core.datasets.data import DataConfig, batches, load_dataset
-from incop_core.epsilon import auto_epsilon
-from incop_core.signals import gradient_flow, information_flow
+from incop_core.consistency.epsilon import auto_epsilon
+from incop_core.consistency.signals import gradient_flow, information_flow
 from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.rundir import load_records

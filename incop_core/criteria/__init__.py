@@ -11,7 +11,7 @@ from typing import Callable, Mapping, Optional, Protocol
 import numpy as np
 from torch import nn
 
-from incop_core.distances import Snapshot
+from incop_core.consistency.distances import Snapshot
 from incop_core.pruning.masks import Mask
 from incop_core.foundations.registry import Registry
 

@@ -7,7 +7,7 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
-from incop_core.signals import flow_distance
+from incop_core.consistency.signals import flow_distance
 from incop_core.foundations.registry import KIND_FIELD
 from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict, consistency_verdict
 

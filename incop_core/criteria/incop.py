@@ -17,9 +17,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from incop_core.pruning.decision import decision_distance, removed
-from incop_core.distances import DISTANCES, Snapshot
-from incop_core.distances.disagreement import agreement
-from incop_core.epsilon import consistent_epsilon, improved, recovered_epsilon
+from incop_core.consistency.distances import DISTANCES, Snapshot
+from incop_core.consistency.distances.disagreement import agreement
+from incop_core.consistency.epsilon import consistent_epsilon, improved, recovered_epsilon
 from incop_core.pruning.masks import prunable_weights
 from incop_core.foundations.registry import KIND_FIELD
 from incop_core.criteria import ACCURACY, CRITERIA, FLOW, PLATEAU, SETTLED, CriterionContext, EpochRecord, Verdict

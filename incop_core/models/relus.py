@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from incop_core.foundations.errors import ConfigError
-from incop_core.signals import SHORTCUT_WORDS
+from incop_core.consistency.signals import SHORTCUT_WORDS
 
 
 def _basic_forward(self, x):

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from incop_core import paths
-
 from incop_core.pruning import magnitude
 from incop_core.foundations.errors import IncopError
 from incop_core.foundations.fileio import read_json

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from incop_core.distances import DISTANCES, FEATURES, Snapshot
-from incop_core.distances.connectivity import information_flow_vector
+from incop_core.consistency.distances import DISTANCES, FEATURES, Snapshot
+from incop_core.consistency.distances.connectivity import information_flow_vector
 
 
 @DISTANCES.register("if-paper", (FEATURES,), "||IF_t - IF*||_2 with IF_l the mean of C_l (the paper's summary)")

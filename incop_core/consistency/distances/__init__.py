@@ -78,4 +78,4 @@ class DistanceRegistry:
 
 DISTANCES = DistanceRegistry()
 
-from incop_core.distances import cka, disagreement, gf_paper, gf_relative, if_matrix, if_paper, kl  # noqa: E402,F401  (registrations)
+from incop_core.consistency.distances import cka, disagreement, gf_paper, gf_relative, if_matrix, if_paper, kl  # noqa: E402,F401  (registrations)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from incop_core.signals import FlowStats
+from incop_core.consistency.signals import FlowStats
 
 
 def connectivity(features: list[torch.Tensor]) -> list[torch.Tensor]:

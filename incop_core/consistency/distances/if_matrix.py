@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from incop_core.distances import DISTANCES, FEATURES, Snapshot
-from incop_core.distances.connectivity import connectivity
+from incop_core.consistency.distances import DISTANCES, FEATURES, Snapshot
+from incop_core.consistency.distances.connectivity import connectivity
 
 
 @DISTANCES.register("if-matrix", (FEATURES,), "relative Frobenius distance of the whole connectivity matrices")

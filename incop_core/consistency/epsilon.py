@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from incop_core.signals import flow_distance
+from incop_core.consistency.signals import flow_distance
 
 WINDOW = 3
 

@@ -1,0 +1,1 @@
+"""The consistency signal: probe snapshots, IF/GF flows, streaming estimators, thresholds, distances."""
