@@ -7,7 +7,7 @@ Same model, batch, data and device for every loop; each timed pass is one pass o
 subset, the three loops interleaved round by round so machine noise hits them alike; figures are medians.
 - plain: `torch.optim.SGD` step, nothing else (on CUDA with the same bf16 autocast and channels_last
   layout the trainer uses, so the ratio measures the trainer's own overhead, not a precision change);
-- masked: `incop_core.train.train_epoch` with `MaskedSGD` at 50 % global sparsity (gradients and
+- masked: `incop_core.training.train.train_epoch` with `MaskedSGD` at 50 % global sparsity (gradients and
   weights masked every step), monitor off;
 - masked+monitor: the same with the streaming IF/GF monitor on (what `incop-if` / `incop-gf` with
   streaming estimators run).
@@ -33,7 +33,7 @@ from incop_core.pruning.magnitude import prune
 from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.consistency.streaming import StreamMonitor
-from incop_core.train import MaskedSGD, train_epoch
+from incop_core.training.train import MaskedSGD, train_epoch
 
 ROOT = Path(__file__).resolve().parent
 TARGET = 0.95

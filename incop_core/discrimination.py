@@ -22,12 +22,12 @@ from incop_core.config import OptimConfig
 from incop_core.datasets.data import Dataset, batches
 from incop_core.discrimination_scores import SignalScore, score_signal
 from incop_core.consistency.distances import DISTANCES, Snapshot
-from incop_core.finetune import ALL_NEEDS, PLATEAU_PP, calibrate, reached_plateau
+from incop_core.training.finetune import ALL_NEEDS, PLATEAU_PP, calibrate, reached_plateau
 from incop_core.pruning.magnitude import ALL, prune
 from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.consistency.snapshot import take_snapshot
-from incop_core.train import MaskedSGD, evaluate, train_epoch
+from incop_core.training.train import MaskedSGD, evaluate, train_epoch
 
 EXTREMES = ("random", "pruned-99-r0")  # must sit beyond every recovered checkpoint
 Note = Callable[[str], None]

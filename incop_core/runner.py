@@ -31,7 +31,7 @@ from incop_core.consistency.distances import DISTANCES, Snapshot
 from incop_core.foundations.fileio import copy_folder_atomic, save_torch_atomic, write_json_atomic
 from incop_core.pruning.groups import channel_groups
 from incop_core.pruning.widths import auto_widths
-from incop_core.finetune import ALL_NEEDS, PLATEAU, FinetuneRecorder, SettleCapture, calibrate
+from incop_core.training.finetune import ALL_NEEDS, PLATEAU, FinetuneRecorder, SettleCapture, calibrate
 from incop_core.consistency.signals import gradient_flow, information_flow
 from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.pruning.next_decision import NextDecision, checks_decision
@@ -39,7 +39,7 @@ from incop_core.models.zoo import build_model
 from incop_core.report import chance_warnings
 from incop_core.rundir import clear_partial, finished_iterations, load_records, locked, open_run, read_status, write_status
 from incop_core.consistency.snapshot import take_snapshot
-from incop_core.train import CheckPlan, evaluate, steps_per_epoch, train
+from incop_core.training.train import CheckPlan, evaluate, steps_per_epoch, train
 from incop_core.pruning.trajectory import group_survivors
 
 Events = Callable[[str, dict], None]

@@ -15,7 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import incop_core.train
+import incop_core.training.train
 from bad_inputs import Outcome, error_sentence, expect_user_error, incop_command
 from incop_core import paths
 from incop_core.cli import app, build_config
@@ -248,7 +248,7 @@ def test_installed_command_exits_2_with_one_sentence(tmp_path, args, mention):
 
 
 class PoisonedLoss:
-    """Stands in for torch.nn.functional inside incop_core.train; the loss turns NaN from the n-th call on."""
+    """Stands in for torch.nn.functional inside incop_core.training.train; the loss turns NaN from the n-th call on."""
 
     def __init__(self, poison_from: int | None) -> None:
         self.calls, self.poison_from = 0, poison_from
@@ -270,7 +270,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_finished_iterations(tmp_pat
     # call 2 the dense network's noise calibration (one retraining epoch), call 3 iteration 1, call 4 iteration 2.
     args = ["prune", *TINY, "--runs-dir", runs, "--iterations", "3", "--criterion", "fixed-epochs"]
     poisoned = PoisonedLoss(poison_from=4)
-    monkeypatch.setattr(incop_core.train, "F", poisoned)
+    monkeypatch.setattr(incop_core.training.train, "F", poisoned)
     assert_user_error(invoke(*args), "optim.lr")
     assert poisoned.calls == 4
 
@@ -283,7 +283,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_finished_iterations(tmp_pat
     stamps = {t: (p.stat().st_mtime_ns, p.read_bytes()) for t, p in kept.items()}
 
     counting = PoisonedLoss(poison_from=None)
-    monkeypatch.setattr(incop_core.train, "F", counting)
+    monkeypatch.setattr(incop_core.training.train, "F", counting)
     code, stdout, stderr, exception = invoke(*args)
     assert code == 0, f"{exception!r} {stderr}"
     assert Path(stdout.strip().splitlines()[-1]) == run

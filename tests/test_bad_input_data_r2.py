@@ -53,7 +53,7 @@ def _tiny_training():
 
 @pytest.mark.timeout(60)
 def test_an_epoch_without_a_batch_raises_instead_of_looping(monkeypatch):
-    from incop_core import train as train_module
+    from incop_core.training import train as train_module
     from incop_core.foundations.errors import DataError
 
     model, data, mask, optim = _tiny_training()
@@ -66,7 +66,7 @@ def test_training_refuses_an_empty_split_and_nan_weights():
     from dataclasses import replace
 
     from incop_core.foundations.errors import DataError, TrainingDiverged
-    from incop_core.train import train
+    from incop_core.training.train import train
 
     model, data, mask, optim = _tiny_training()
     empty = replace(data, train=data.train.subset(torch.arange(0)))

@@ -12,7 +12,7 @@ from incop_core.criteria import CRITERIA
 from incop_core.discrimination import EXTREMES, LadderConfig, run_ladder
 from incop_core.discrimination_scores import auroc, average_ranks, k_table, score_signal, spearman
 from incop_core.consistency.distances import DISTANCES
-from incop_core.finetune import reached_plateau
+from incop_core.training.finetune import reached_plateau
 from incop_core.models.zoo import ModelConfig
 
 

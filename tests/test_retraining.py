@@ -14,7 +14,7 @@ from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.rundir import load_records
 from incop_core.runner import run_pruning
-from incop_core.train import CheckPlan, steps_per_epoch, train
+from incop_core.training.train import CheckPlan, steps_per_epoch, train
 
 DATA = load_dataset(DataConfig(name="synthetic", synthetic_size=160, image_size=16), seed=0)  # 144 training images
 

@@ -14,7 +14,7 @@ from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.rundir import load_records
 from incop_core.runner import run_pruning
-from incop_core.train import train
+from incop_core.training.train import train
 
 # Stated tolerances, on a fixed model (learning rate ~0, so the weights do not move during the epoch):
 IF_ABS_TOL = 0.01  # streamed IF sees train-mode BatchNorm (batch statistics), the probe eval mode

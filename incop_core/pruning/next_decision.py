@@ -20,7 +20,7 @@ from incop_core.pruning.decision import Decide, decision_noise, settle_steps
 from incop_core.foundations.errors import IncopError
 from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.pruning.schedules import SCHEDULES, PruneState
-from incop_core.train import train
+from incop_core.training.train import train
 from incop_core.pruning.trajectory import follow_counts
 
 

@@ -1,0 +1,1 @@
+"""Training: masked SGD that asks the criterion each epoch, and fine-tuning's bookkeeping."""
