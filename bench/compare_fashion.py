@@ -31,7 +31,7 @@ import torch
 
 from incop_core.compare import FINAL_ONLY, ONE_SHOT, run_compare
 from incop_core.compare_stats import label
-from incop_core.config import RunConfig, validate
+from incop_core.imp.config import RunConfig, validate
 from incop_core.foundations.fileio import write_json_atomic, write_text_atomic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # flows/ beside incop_core, when run as a script

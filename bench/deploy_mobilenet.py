@@ -31,9 +31,9 @@ from deploy.export.run import export_run
 from deploy.pipeline.summary import explain_choice
 from flows.params import default_run
 from incop_core.foundations.fileio import write_json_atomic, write_text_atomic
-from incop_core.report import dense_plateau, totals
-from incop_core.rundir import load_records
-from incop_core.runner import run_pruning
+from incop_core.imp.report import dense_plateau, totals
+from incop_core.imp.rundir import load_records
+from incop_core.imp.runner import run_pruning
 
 ROOT = Path(__file__).resolve().parent
 PROFILES = ("edge-1t", "cpu-2t")

@@ -37,11 +37,11 @@ from deploy.bench.report import write_report
 from deploy.bench.run import benchmark
 from deploy.export.run import export_run
 from deploy.pipeline.summary import explain_choice
-from incop_core.config import validate
+from incop_core.imp.config import validate
 from incop_core.foundations.fileio import write_json_atomic
-from incop_core.report import dense_plateau, plateau_sentence, totals
-from incop_core.rundir import load_records
-from incop_core.runner import run_pruning
+from incop_core.imp.report import dense_plateau, plateau_sentence, totals
+from incop_core.imp.rundir import load_records
+from incop_core.imp.runner import run_pruning
 
 ROOT = Path(__file__).resolve().parent
 TARGETS = {"P4_compacted": 3.0, "P4_int8": 5.0, "P5": 20.0, "P6": 0.5, "accuracy_pp": 1.0, "dense_acc": 0.90}

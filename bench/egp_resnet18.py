@@ -29,12 +29,12 @@ from deploy.export.compact import compact, max_abs_difference
 from deploy.export.depth import reduce_depth
 from deploy.export.onnx_export import export_onnx
 from deploy.export.runload import load_run, normalised
-from incop_core.config import validate
+from incop_core.imp.config import validate
 from incop_core.pruning.entropy import relu_states
 from incop_core.foundations.fileio import write_json_atomic, write_text_atomic
-from incop_core.report import dense_plateau, plateau_sentence
-from incop_core.rundir import load_records
-from incop_core.runner import run_pruning
+from incop_core.imp.report import dense_plateau, plateau_sentence
+from incop_core.imp.rundir import load_records
+from incop_core.imp.runner import run_pruning
 
 ROOT = Path(__file__).resolve().parent
 PROBE = (512, 128)  # as bench/deploy_resnet18.py, so both reuse one dense fine-tune

@@ -34,7 +34,7 @@ from incop_core.pruning import magnitude
 from incop_core.foundations.fileio import write_json_atomic
 from incop_core.pruning.groups import channel_groups
 from incop_core.pruning.masks import Mask, prunable_weights
-from incop_core.runner import run_pruning
+from incop_core.imp.runner import run_pruning
 
 ROOT = Path(__file__).resolve().parent
 

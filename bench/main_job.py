@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from incop_core.foundations.fileio import read_json, write_json_atomic
-from incop_core.report import dense_plateau
-from incop_core.rundir import load_records
+from incop_core.imp.report import dense_plateau
+from incop_core.imp.rundir import load_records
 
 ROOT = Path(__file__).resolve().parent
 TARGETS = {"edge_speedup": 2.5, "size_ratio": 4.0, "test_loss_pp": 1.0, "wall_minutes": 20.0,
@@ -35,9 +35,9 @@ SEEDS = (0, 1, 2)
 def against_fixed(config, runs: Path) -> dict:
     """The main job's pruning run and the same config retraining fixed max_epochs, per seed, paired."""
     from incop_core.compare_stats import t_interval
-    from incop_core.config import validate
-    from incop_core.report import totals
-    from incop_core.runner import run_pruning
+    from incop_core.imp.config import validate
+    from incop_core.imp.report import totals
+    from incop_core.imp.runner import run_pruning
 
     rows = []
     for seed in SEEDS:

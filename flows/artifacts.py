@@ -8,12 +8,12 @@ from uuid import UUID
 
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
-from incop_core import paths
-from incop_core.config import RunConfig
+from incop_core.imp import paths
+from incop_core.imp.config import RunConfig
 from incop_core.foundations.fileio import read_json
-from incop_core.report import iteration_rows
-from incop_core.rundir import finished_iterations, read_record
-from incop_core.runner import retrain_epochs
+from incop_core.imp.report import iteration_rows
+from incop_core.imp.rundir import finished_iterations, read_record
+from incop_core.imp.runner import retrain_epochs
 
 from .ui_plots import plots_markdown
 

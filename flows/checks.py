@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Callable, Optional
 
-from incop_core.config import OWN_ROOT
+from incop_core.imp.config import OWN_ROOT
 from incop_core.datasets.data import DEFAULT_FASHION_ROOT
 from incop_core.foundations.errors import ConfigError
 

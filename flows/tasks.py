@@ -19,10 +19,10 @@ from deploy.pipeline.gate import CANDIDATE, STABLE, gate
 from deploy.export.run import export_run
 from deploy.export.validate import validate_sparsity
 from deploy.pipeline.summary import cached_benchmark, explain_choice, published_metrics
-from incop_core import paths
+from incop_core.imp import paths
 from incop_core.datasets.data import describe
-from incop_core.rundir import LOCK_WAIT_SECONDS, load_records
-from incop_core.runner import run_pruning
+from incop_core.imp.rundir import LOCK_WAIT_SECONDS, load_records
+from incop_core.imp.runner import run_pruning
 
 from .artifacts import PruneProgress
 from .failures import stage

@@ -62,7 +62,7 @@ def guarded(fn: Callable[..., Any], outputs: Optional[Mapping[str, Optional[Path
 
 def build_config(config: Optional[Path], flags: dict[str, Any], overrides: List[str]):
     """File, then flags, then --set key=value overrides; validated once at the end."""
-    from incop_core.config import read_config_file, set_dotted, validate
+    from incop_core.imp.config import read_config_file, set_dotted, validate
 
     raw = read_config_file(config) if config else {}
     for dotted, value in flags.items():
@@ -113,7 +113,7 @@ def prune(
 
     def go() -> None:
         from incop_core.progress import ProgressPrinter
-        from incop_core.runner import run_pruning
+        from incop_core.imp.runner import run_pruning
 
         cfg = build_config(config, flags, set_)
         with ProgressPrinter(console, cfg) as printer:
@@ -169,7 +169,7 @@ def runs(runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where run directories
 
 
 def _print_runs(runs_dir: Path) -> None:
-    from incop_core.rundir import list_runs
+    from incop_core.imp.rundir import list_runs
 
     rows = list_runs(runs_dir)
     table = Table("run", "model", "data", "schedule", "criterion", "state", "done", "remaining %", "test acc %")
@@ -184,8 +184,8 @@ def _print_runs(runs_dir: Path) -> None:
 
 
 def _print_report(run: Path, as_json: bool = False) -> None:
-    from incop_core.report import iteration_rows, run_warnings, totals
-    from incop_core.rundir import check_status, load_records
+    from incop_core.imp.report import iteration_rows, run_warnings, totals
+    from incop_core.imp.rundir import check_status, load_records
 
     records, status = load_records(run), check_status(run)
     if as_json:
@@ -213,7 +213,7 @@ def report(run: str = typer.Argument(..., help="Run hash (or a prefix) or direct
     """Show a run's iteration table."""
 
     def go() -> None:
-        from incop_core.rundir import resolve_run
+        from incop_core.imp.rundir import resolve_run
 
         _print_report(resolve_run(run, runs_dir), as_json)
 

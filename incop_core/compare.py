@@ -17,13 +17,13 @@ from typing import Callable, Optional
 
 from incop_core.compare_stats import (DEFAULT_REWIND, MATCHED, Records, final_spread_pp, label, remaining_spread_pp, split_label,
                             summarise, summary_rows)
-from incop_core.config import RunConfig, validate
+from incop_core.imp.config import RunConfig, validate
 from incop_core.consistency.distances import DISTANCES
 from incop_core.foundations.errors import ConfigError
 from incop_core.foundations.fileio import write_json_atomic, write_text_atomic
-from incop_core.report import markdown_table, totals
-from incop_core.rundir import load_records
-from incop_core.runner import run_pruning
+from incop_core.imp.report import markdown_table, totals
+from incop_core.imp.rundir import load_records
+from incop_core.imp.runner import run_pruning
 from incop_core.pruning.trajectory import trajectory
 
 FIXED = {"kind": "fixed-epochs"}

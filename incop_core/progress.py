@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from incop_core.config import RunConfig
+from incop_core.imp.config import RunConfig
 
 
 class ProgressPrinter:

@@ -93,7 +93,7 @@ def run_tiny_flows(api: str, work: Path) -> dict[str, str]:
     from flows.params import PipelineParams
     from flows.pipeline import prune_and_export
     from flows.serve import nightly_deployment
-    from incop_core.config import validate
+    from incop_core.imp.config import validate
 
     def params(publish_variant: str = "best", signing_key: str | None = None, **run: dict) -> PipelineParams:
         return PipelineParams(run=validate({**TINY_RUN, **run}), runs_dir=str(work / "runs"),

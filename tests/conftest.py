@@ -5,7 +5,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemet
 import pytest
 import torch
 
-from incop_core.config import validate
+from incop_core.imp.config import validate
 
 
 @pytest.fixture(autouse=True)

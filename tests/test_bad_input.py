@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 import incop_core.training.train
 from bad_inputs import Outcome, error_sentence, expect_user_error, incop_command
-from incop_core import paths
+from incop_core.imp import paths
 from incop_core.cli import app, build_config
 from incop_core.datasets.idx import write_idx
-from incop_core.rundir import finished_iterations, read_status
+from incop_core.imp.rundir import finished_iterations, read_status
 
 TINY = ["--dataset", "synthetic", "--iterations", "1", "--max-epochs", "1", "--finetune-epochs", "1",
         "--set", "data.synthetic_size=64", "--set", "prune.probe_size=32", "--set", "model.width=8",

@@ -41,7 +41,7 @@ class _NeverStop:
 
 
 def _tiny_training():
-    from incop_core.config import OptimConfig
+    from incop_core.imp.config import OptimConfig
     from incop_core.datasets.data import DataConfig, load_dataset
     from incop_core.pruning.masks import Mask
     from incop_core.models.zoo import SmallCNN
@@ -104,7 +104,7 @@ def test_config_files_that_cannot_be_settings(tmp_path, make, mentions):
 
 
 def test_a_config_file_too_large_to_be_one(tmp_path):
-    from incop_core.config import read_config_file
+    from incop_core.imp.config import read_config_file
     from incop_core.foundations.errors import ConfigError
 
     path = tmp_path / "big.json"
@@ -127,7 +127,7 @@ def test_numbers_out_of_range_or_booleans(tmp_path, args, mentions):
     ({"prune": {"criterion": {"kind": "incop", "epsilon": True}}}, "prune.criterion.epsilon"),
 ])
 def test_booleans_are_not_numbers(raw, where):
-    from incop_core.config import validate
+    from incop_core.imp.config import validate
     from incop_core.foundations.errors import ConfigError
 
     with pytest.raises(ConfigError, match=f"at {where}: a boolean where a number belongs"):

@@ -17,12 +17,12 @@ import typer
 from pydantic import BaseModel
 
 from bad_inputs import expect_user_error, run_incop
-from incop_core import paths
+from incop_core.imp import paths
 from incop_core.cli import guarded
-from incop_core.config import validate
+from incop_core.imp.config import validate
 from incop_core.foundations.errors import ConfigError, explain
 from incop_core.datasets.idx import write_idx
-from incop_core.runner import run_pruning
+from incop_core.imp.runner import run_pruning
 from test_bad_input import assert_user_error, invoke
 from test_registry_helpers import tiny_onnx
 
@@ -69,9 +69,9 @@ def test_a_bug_is_not_explained_and_keeps_its_traceback(bug):
 
 
 def test_a_bug_through_the_cli_still_shows_its_traceback(monkeypatch, tmp_path):
-    import incop_core.rundir
+    import incop_core.imp.rundir
 
-    monkeypatch.setattr(incop_core.rundir, "list_runs", lambda root: 1 / 0)
+    monkeypatch.setattr(incop_core.imp.rundir, "list_runs", lambda root: 1 / 0)
     code, _, _, exception = invoke("runs", "--runs-dir", tmp_path)
     assert code == 1 and isinstance(exception, ZeroDivisionError)
 
@@ -194,12 +194,12 @@ def test_prune_output_is_a_file(a_file, flag):
 
 
 def test_prune_on_a_full_disk(monkeypatch, tmp_path):
-    import incop_core.rundir
+    import incop_core.imp.rundir
 
     def full(path, obj):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(incop_core.rundir, "write_json_atomic", full)
+    monkeypatch.setattr(incop_core.imp.rundir, "write_json_atomic", full)
     assert_user_error(invoke("prune", *TINY, "--runs-dir", tmp_path / "runs"), "disk is full", "free space", "--runs-dir")
 
 

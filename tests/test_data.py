@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from incop_core.config import validate
+from incop_core.imp.config import validate
 from incop_core.datasets.data import DEFAULT_FASHION_ROOT, DataConfig, load_dataset
 from incop_core.foundations.errors import DataError
 from incop_core.datasets.idx import read_idx, write_idx
-from incop_core.rundir import load_records
-from incop_core.runner import run_pruning
+from incop_core.imp.rundir import load_records
+from incop_core.imp.runner import run_pruning
 
 
 def make_idx_root(root: Path, n_train=60, n_test=20, gz=True) -> Path:

@@ -18,10 +18,10 @@ from deploy.export.compact import max_abs_difference
 from deploy.export.run import export_run
 from deploy.export.runload import load_run, normalised
 from deploy.export.validate import validate_sparsity
-from incop_core import paths
-from incop_core.config import validate
+from incop_core.imp import paths
+from incop_core.imp.config import validate
 from incop_core.foundations.fileio import read_json, save_torch_atomic, write_json_atomic
-from incop_core.runner import run_pruning
+from incop_core.imp.runner import run_pruning
 
 pytestmark = pytest.mark.slow  # the module trains a tiny run first (about 10 s on 2 cores)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from incop_core.pruning.masks import Mask
-from incop_core.rundir import load_records, read_status
+from incop_core.imp.rundir import load_records, read_status
 
 pytestmark = pytest.mark.slow
 ARGS = ["prune", "--dataset", "synthetic", "--set", "data.synthetic_size=128", "--set", "data.image_size=16",

@@ -12,7 +12,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 from flows.params import PipelineParams
 from flows.pipeline import prune_and_export
-from incop_core.config import validate
+from incop_core.imp.config import validate
 
 
 def tiny_params(tmp_path: Path) -> PipelineParams:

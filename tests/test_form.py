@@ -15,7 +15,7 @@ from prefect.utilities.schema_tools.validation import validate as server_validat
 from flows.checks import preflight
 from flows.params import PipelineParams
 from flows.pipeline import prune_and_export
-from incop_core.config import validate
+from incop_core.imp.config import validate
 from incop_core.criteria import CRITERIA
 from incop_core.foundations.errors import ConfigError
 from incop_core.pruning.schedules import SCHEDULES

@@ -7,13 +7,13 @@ import torch
 from torch import nn
 
 from deploy.export.compact import compact, max_abs_difference
-from incop_core import paths
+from incop_core.imp import paths
 from incop_core.pruning import magnitude
 from incop_core.foundations.errors import ConfigError
 from incop_core.pruning.groups import channel_groups
 from incop_core.pruning.masks import Mask, coupled_norms, prunable_weights
 from incop_core.models.zoo import ModelConfig, build_model
-from incop_core.runner import run_pruning
+from incop_core.imp.runner import run_pruning
 
 
 def _randomise_norms(model: nn.Module) -> nn.Module:

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from incop_core.pruning import magnitude
-from incop_core.config import OptimConfig
+from incop_core.imp.config import OptimConfig
 from incop_core.criteria import CRITERIA, CriterionContext
 from incop_core.datasets.data import DataConfig, load_dataset
 from incop_core.foundations.errors import IncopError
@@ -144,7 +144,7 @@ def test_round_to_keeps_a_multiple_of_filters_per_layer_rounding_down_never_belo
 
 
 def test_round_to_needs_the_layer_filter_scope():
-    from incop_core.config import validate
+    from incop_core.imp.config import validate
     from incop_core.foundations.errors import ConfigError
 
     with pytest.raises(ConfigError, match="needs scope layer-filter"):

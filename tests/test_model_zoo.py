@@ -9,7 +9,7 @@ from torch import nn
 
 from pydantic import ValidationError
 
-from incop_core.config import validate
+from incop_core.imp.config import validate
 from incop_core.foundations.errors import ConfigError
 from incop_core.models.zoo import KNOWN_MODELS, ModelConfig, build_model
 from incop_core.models.relus import distinct_relus

@@ -12,7 +12,7 @@ import flows.pools
 from flows.artifacts import PruneProgress
 from flows.cli import load_params
 from flows.params import PipelineParams, deep_merge, differences
-from incop_core.config import validate
+from incop_core.imp.config import validate
 from incop_core.foundations.errors import ConfigError
 
 

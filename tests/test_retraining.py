@@ -4,16 +4,16 @@ rewinds, the shared fine-tuning and the dense network's noise (docs/algorithms.m
 import pytest
 import torch
 
-from incop_core import paths, runner
-from incop_core.config import OptimConfig, validate
+from incop_core.imp import paths, runner
+from incop_core.imp.config import OptimConfig, validate
 from incop_core.foundations.errors import ConfigError
 from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
 from incop_core.datasets.data import DataConfig, load_dataset
 from incop_core.consistency.distances import DISTANCES
 from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import ModelConfig, build_model
-from incop_core.rundir import load_records
-from incop_core.runner import run_pruning
+from incop_core.imp.rundir import load_records
+from incop_core.imp.runner import run_pruning
 from incop_core.training.train import CheckPlan, steps_per_epoch, train
 
 DATA = load_dataset(DataConfig(name="synthetic", synthetic_size=160, image_size=16), seed=0)  # 144 training images

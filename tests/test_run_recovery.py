@@ -11,12 +11,12 @@ import sys
 import pytest
 
 from bad_inputs import run_incop
-from incop_core import paths
-from incop_core.config import validate
+from incop_core.imp import paths
+from incop_core.imp.config import validate
 from incop_core.foundations.errors import ConfigError
-from incop_core.report import chance_warnings
-from incop_core.rundir import CRASHED, check_status, clear_partial, locked, open_run, read_status, write_status
-from incop_core.runner import run_pruning
+from incop_core.imp.report import chance_warnings
+from incop_core.imp.rundir import CRASHED, check_status, clear_partial, locked, open_run, read_status, write_status
+from incop_core.imp.runner import run_pruning
 from test_bad_input import invoke
 
 RAW = {"data": {"name": "synthetic", "synthetic_size": 64, "image_size": 8}, "model": {"width": 4},
@@ -98,7 +98,7 @@ def test_a_run_whose_lock_is_held_stays_running(tmp_path):
 
 def test_a_run_killed_in_another_process_is_reported_crashed(tmp_path):
     run = open_run(validate(RAW), tmp_path / "runs")
-    script = ("import os, sys; from pathlib import Path; from incop_core.rundir import locked, write_status\n"
+    script = ("import os, sys; from pathlib import Path; from incop_core.imp.rundir import locked, write_status\n"
               "with locked(Path(sys.argv[1])):\n    write_status(Path(sys.argv[1]), 'running', 0, 1)\n    os._exit(9)\n")
     done = subprocess.run([sys.executable, "-c", script, str(run)], env={**os.environ, "OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=120)

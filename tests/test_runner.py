@@ -15,15 +15,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import incop_core.runner
-from incop_core import paths
+import incop_core.imp.runner
+from incop_core.imp import paths
 from incop_core.cli import app
-from incop_core.config import RunConfig, validate
+from incop_core.imp.config import RunConfig, validate
 from incop_core.foundations.errors import RunLocked
 from incop_core.foundations.fileio import read_json
 from incop_core.pruning.masks import Mask
-from incop_core.rundir import finished_iterations, load_records, open_run, read_status
-from incop_core.runner import run_pruning
+from incop_core.imp.rundir import finished_iterations, load_records, open_run, read_status
+from incop_core.imp.runner import run_pruning
 
 STOP_REASONS = {"settled", "flow", "plateau", "accuracy", "max-epochs"}
 RECORD_FIELDS = {"remaining", "remaining_per_layer", "epochs", "stop_reason", "distances", "val_acc", "test_acc",
@@ -109,7 +109,7 @@ def test_finished_run_is_not_trained_again(finished_run, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run must not train again")
 
-    monkeypatch.setattr(incop_core.runner, "train", no_training)
+    monkeypatch.setattr(incop_core.imp.runner, "train", no_training)
     assert run_pruning(config, run.parent) == run
     assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != paths.STATUS} == before
     assert read_status(run)["state"] == "finished"
@@ -119,8 +119,8 @@ WORKER = """
 import json, sys, time
 import torch
 torch.set_num_threads(1)
-from incop_core.config import validate
-from incop_core.runner import run_pruning
+from incop_core.imp.config import validate
+from incop_core.imp.runner import run_pruning
 
 def slow(kind, info):  # stretches each epoch without changing what is computed
     if kind == "epoch":
@@ -181,7 +181,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, one_thread)
 HOLDER = """
 import sys
 from pathlib import Path
-from incop_core.rundir import locked
+from incop_core.imp.rundir import locked
 
 with locked(Path(sys.argv[1])):
     print("locked", flush=True)
@@ -240,7 +240,7 @@ def test_layer_filter_run_with_round_to_keeps_multiples_and_zero_batchnorms(tmp_
 
 
 def test_dense_plateau_reports_the_fine_tune_as_the_runner_judged_it(finished_run):
-    from incop_core.report import dense_plateau, plateau_sentence
+    from incop_core.imp.report import dense_plateau, plateau_sentence
 
     config, run = finished_run
     plateau = dense_plateau(load_records(run))

@@ -1,8 +1,8 @@
 """Stopping after a given iteration (the pipeline's fine-tune stage) and resuming from there."""
 
-from incop_core import runner
-from incop_core.rundir import finished_iterations, read_status
-from incop_core.runner import run_pruning
+from incop_core.imp import runner
+from incop_core.imp.rundir import finished_iterations, read_status
+from incop_core.imp.runner import run_pruning
 
 
 def test_stop_after_finetune_then_resume_the_rest(tmp_path, tiny_config, monkeypatch):

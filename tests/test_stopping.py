@@ -7,15 +7,15 @@ import math
 import pytest
 import torch
 
-from incop_core.config import validate
+from incop_core.imp.config import validate
 from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord
 from incop_core.pruning.decision import decision_distance, decision_noise, removed, settle_steps
 from incop_core.consistency.distances import Snapshot
 from incop_core.consistency.epsilon import Z95, consistent_count, consistent_epsilon, improved, recovered_epsilon, resolution
 from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import ModelConfig, build_model
-from incop_core.rundir import load_records
-from incop_core.runner import retrain_epochs, run_pruning
+from incop_core.imp.rundir import load_records
+from incop_core.imp.runner import retrain_epochs, run_pruning
 
 N = 200  # probe images of the hand-made snapshots
 

@@ -5,15 +5,15 @@ import pytest
 import torch
 from torch import nn
 
-from incop_core.config import OptimConfig
+from incop_core.imp.config import OptimConfig
 from incop_core.criteria import CRITERIA, CriterionContext, Verdict
 from incop_core.datasets.data import DataConfig, batches, load_dataset
 from incop_core.consistency.epsilon import auto_epsilon
 from incop_core.consistency.signals import gradient_flow, information_flow
 from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import ModelConfig, build_model
-from incop_core.rundir import load_records
-from incop_core.runner import run_pruning
+from incop_core.imp.rundir import load_records
+from incop_core.imp.runner import run_pruning
 from incop_core.training.train import train
 
 # Stated tolerances, on a fixed model (learning rate ~0, so the weights do not move during the epoch):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from incop_core import paths
+from incop_core.imp import paths
 from incop_core.pruning import magnitude
 from incop_core.foundations.errors import IncopError
 from incop_core.foundations.fileio import write_json_atomic

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from incop_core import paths
-from incop_core.config import validate
+from incop_core.imp import paths
+from incop_core.imp.config import validate
 from incop_core.foundations.errors import RunLocked
 from incop_core.foundations.fileio import copy_folder_atomic, read_json, save_torch_atomic, write_json_atomic
-from incop_core.rundir import finished_iterations, locked, open_run, read_status
-from incop_core.runner import run_pruning
+from incop_core.imp.rundir import finished_iterations, locked, open_run, read_status
+from incop_core.imp.runner import run_pruning
 
 RAW = {"data": {"name": "synthetic", "synthetic_size": 64, "image_size": 16}, "model": {"width": 8}, "finetune_epochs": 1,
        "prune": {"iterations": 1, "max_epochs": 1, "probe_size": 32, "probe_batch": 16, "criterion": {"kind": "fixed-epochs"}}}
@@ -29,9 +29,9 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 FIRST = """
 import json, sys
 from pathlib import Path
-from incop_core import paths
-from incop_core.config import validate
-from incop_core.runner import run_pruning
+from incop_core.imp import paths
+from incop_core.imp.config import validate
+from incop_core.imp.runner import run_pruning
 
 def on_event(kind, info):
     if kind == "stage" and info["name"] == "finetune":
@@ -45,7 +45,7 @@ print("done", flush=True)
 HOLDER = """
 import sys
 from pathlib import Path
-from incop_core.rundir import locked
+from incop_core.imp.rundir import locked
 
 with locked(Path(sys.argv[1])):
     print("locked", flush=True)

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from incop_core import paths
-from incop_core.config import validate
+from incop_core.imp import paths
+from incop_core.imp.config import validate
 from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import ModelConfig, build_model
-from incop_core.runner import run_pruning
+from incop_core.imp.runner import run_pruning
 from incop_core.pruning.widths import ConvShape, LatencyTable, auto_widths, conv_latency_ms, fastest_kept, layer_shapes
 
 CONV = ConvShape(32, 64, (3, 3), (1, 1), (1, 1), 1, 8, 8)

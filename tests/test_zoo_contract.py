@@ -73,9 +73,9 @@ def test_the_product_path_prunes_and_exports_a_zoo_model_in_group_scope(name, tm
     """`incop prune` then `incop export`, as the pipeline calls them: a group run's export removes exactly its pruned
     channels, passes the export's own parity checks and writes every variant."""
     from deploy.export.run import export_run
-    from incop_core import paths
-    from incop_core.config import validate
-    from incop_core.runner import run_pruning
+    from incop_core.imp import paths
+    from incop_core.imp.config import validate
+    from incop_core.imp.runner import run_pruning
 
     kwargs = {"kwargs": {"width": 16}} if ":" in name else {}
     cfg = validate({"data": {"name": "synthetic", "synthetic_size": 192, "image_size": 16}, "model": {"name": name, **kwargs},

@@ -51,7 +51,7 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
 
         def go() -> None:
             from .run import export_run
-            from incop_core.rundir import resolve_run
+            from incop_core.imp.rundir import resolve_run
 
             result = export_run(resolve_run(run, runs_dir), out, parity_images, calibration_images, int8, compaction)
             typer.echo(json.dumps(result.manifest, indent=2)) if as_json else _print_export(result)

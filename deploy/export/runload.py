@@ -8,14 +8,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from incop_core import paths
-from incop_core.config import RunConfig
+from incop_core.imp import paths
+from incop_core.imp.config import RunConfig
 from incop_core.datasets.data import Dataset, Split, load_dataset
 from incop_core.foundations.errors import CorruptFile
 from incop_core.foundations.fileio import read_json
 from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import build_model
-from incop_core.rundir import check_status, finished_iterations, read_record
+from incop_core.imp.rundir import check_status, finished_iterations, read_record
 
 from ..errors import DeployError, RunNotFinished
 

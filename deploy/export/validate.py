@@ -8,10 +8,10 @@ from typing import Mapping
 
 import torch
 
-from incop_core import paths
+from incop_core.imp import paths
 from incop_core.foundations.fileio import read_json
 from incop_core.pruning.masks import Mask
-from incop_core.rundir import finished_iterations
+from incop_core.imp.rundir import finished_iterations
 
 from ..errors import SparsityMismatch
 from .runload import load_state, require_finished

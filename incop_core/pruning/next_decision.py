@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from incop_core import paths
+from incop_core.imp import paths
 from incop_core.pruning import magnitude
 from incop_core.criteria import CRITERIA, CriterionContext
 from incop_core.pruning.decision import Decide, decision_noise, settle_steps

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from incop_core import paths
+from incop_core.imp import paths
 from incop_core.pruning import magnitude
 from incop_core.foundations.errors import IncopError
 from incop_core.foundations.fileio import read_json
 from incop_core.pruning.masks import Mask
-from incop_core.rundir import finished_iterations
+from incop_core.imp.rundir import finished_iterations
 
 
 def group_survivors(mask: Mask, scope: str) -> dict[str, int]:

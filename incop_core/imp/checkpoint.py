@@ -8,11 +8,11 @@ from pathlib import Path
 
 from torch import nn
 
-from incop_core import paths
+from incop_core.imp import paths
 from incop_core.foundations.errors import IncopError
 from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import non_finite, read_state, state_mismatch
-from incop_core.rundir import read_record_at
+from incop_core.imp.rundir import read_record_at
 
 DENSE_DICTS = ("auto_epsilon", "reference")  # what iteration 0's record hands the criteria (runner.criterion_context)
 

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from incop_core import paths
-from incop_core.config import RunConfig
+from incop_core.imp import paths
+from incop_core.imp.config import RunConfig
 from incop_core.foundations.errors import ConfigError, IncopError, RunLocked
 from incop_core.foundations.fileio import read_json, write_json_atomic
 

@@ -17,10 +17,10 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from incop_core import paths
+from incop_core.imp import paths
 from incop_core.pruning import magnitude
-from incop_core.checkpoint import cache_fix, dense_record, iteration_fix, load_checkpoint, run_dense_record
-from incop_core.config import RunConfig
+from incop_core.imp.checkpoint import cache_fix, dense_record, iteration_fix, load_checkpoint, run_dense_record
+from incop_core.imp.config import RunConfig
 from incop_core.criteria import CRITERIA, CriterionContext
 from incop_core.datasets.data import Dataset, batches, load_dataset
 from incop_core.pruning.decision import settle_steps
@@ -36,8 +36,8 @@ from incop_core.consistency.signals import gradient_flow, information_flow
 from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.pruning.next_decision import NextDecision, checks_decision
 from incop_core.models.zoo import build_model
-from incop_core.report import chance_warnings
-from incop_core.rundir import clear_partial, finished_iterations, load_records, locked, open_run, read_status, write_status
+from incop_core.imp.report import chance_warnings
+from incop_core.imp.rundir import clear_partial, finished_iterations, load_records, locked, open_run, read_status, write_status
 from incop_core.consistency.snapshot import take_snapshot
 from incop_core.training.train import CheckPlan, evaluate, steps_per_epoch, train
 from incop_core.pruning.trajectory import group_survivors
