@@ -5,7 +5,7 @@ recovered ones?
     .venv/bin/python bench/flow_discrimination.py --quick    # 1 seed, 8 dense epochs: a smoke run
 
 Per seed: a small CNN fine-tuned on FashionMNIST (cosine, the product's recipe), then the checkpoint ladder of
-incop_core.discrimination scored for every registered distance. Runs on one intra-op thread.
+incop_core.experiments.discrimination scored for every registered distance. Runs on one intra-op thread.
 Writes bench/results/flow_discrimination/figures.json and figures.md.
 """
 
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from incop_core.datasets.data import DataConfig, load_dataset
-from incop_core.discrimination import LadderConfig, run_ladder
-from incop_core.discrimination_scores import K_FACTORS, MIN_AUROC, RECOVERED_GAP, UNRECOVERED_GAP
+from incop_core.experiments.discrimination import LadderConfig, run_ladder
+from incop_core.experiments.discrimination_scores import K_FACTORS, MIN_AUROC, RECOVERED_GAP, UNRECOVERED_GAP
 from incop_core.foundations.fileio import read_json, write_json_atomic, write_text_atomic
 from incop_core.models.zoo import ModelConfig
 

@@ -34,7 +34,7 @@ SEEDS = (0, 1, 2)
 
 def against_fixed(config, runs: Path) -> dict:
     """The main job's pruning run and the same config retraining fixed max_epochs, per seed, paired."""
-    from incop_core.compare_stats import t_interval
+    from incop_core.experiments.compare_stats import t_interval
     from incop_core.imp.config import validate
     from incop_core.imp.report import totals
     from incop_core.imp.runner import run_pruning

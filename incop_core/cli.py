@@ -148,7 +148,7 @@ def compare(
              "prune.iterations": iterations, "prune.max_epochs": max_epochs, "device": device}
 
     def go() -> None:
-        from incop_core.compare import parse_seeds, run_compare
+        from incop_core.experiments.compare import parse_seeds, run_compare
 
         seed_list = parse_seeds(seeds)
         base = build_config(config, flags, set_)

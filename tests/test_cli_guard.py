@@ -235,7 +235,7 @@ def test_registry_list_of_a_file_or_unknown_protocol(a_file):
 
 def test_compare_and_pipeline_name_their_output_option(monkeypatch, tmp_path):
     import flows.cli
-    import incop_core.compare
+    import incop_core.experiments.compare
 
     def denied(folder):
         def raise_(*args, **kwargs):
@@ -243,7 +243,7 @@ def test_compare_and_pipeline_name_their_output_option(monkeypatch, tmp_path):
         return raise_
 
     out = tmp_path / "cmp"
-    monkeypatch.setattr(incop_core.compare, "run_compare", denied(out))
+    monkeypatch.setattr(incop_core.experiments.compare, "run_compare", denied(out))
     monkeypatch.setattr(flows.cli, "_local_only", lambda: None)
     assert_user_error(invoke("compare", "--dataset", "synthetic", "--out", out), str(out), "choose a writable --out")
     monkeypatch.setattr(flows.cli, "_run_flow", denied(tmp_path / "pipe-runs"))

@@ -9,8 +9,8 @@ import torch
 
 from incop_core.datasets.data import DEFAULT_FASHION_ROOT, DataConfig, load_dataset
 from incop_core.criteria import CRITERIA
-from incop_core.discrimination import EXTREMES, LadderConfig, run_ladder
-from incop_core.discrimination_scores import auroc, average_ranks, k_table, score_signal, spearman
+from incop_core.experiments.discrimination import EXTREMES, LadderConfig, run_ladder
+from incop_core.experiments.discrimination_scores import auroc, average_ranks, k_table, score_signal, spearman
 from incop_core.consistency.distances import DISTANCES
 from incop_core.training.finetune import reached_plateau
 from incop_core.models.zoo import ModelConfig

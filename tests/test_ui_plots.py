@@ -12,7 +12,7 @@ from PIL import Image
 
 import flows.artifacts as artifacts
 from flows.ui_plots import MAX_PNG_BYTES, plots_markdown, small_png
-from incop_core.plots import comparison_plots
+from incop_core.experiments.plots import comparison_plots
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -20,7 +20,7 @@ from torch import nn
 
 from incop_core.imp.config import OptimConfig
 from incop_core.datasets.data import Dataset, batches
-from incop_core.discrimination_scores import SignalScore, score_signal
+from incop_core.experiments.discrimination_scores import SignalScore, score_signal
 from incop_core.consistency.distances import DISTANCES, Snapshot
 from incop_core.training.finetune import ALL_NEEDS, PLATEAU_PP, calibrate, reached_plateau
 from incop_core.pruning.magnitude import ALL, prune

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Callable, Optional
 
-from incop_core.compare_stats import (DEFAULT_REWIND, MATCHED, Records, final_spread_pp, label, remaining_spread_pp, split_label,
+from incop_core.experiments.compare_stats import (DEFAULT_REWIND, MATCHED, Records, final_spread_pp, label, remaining_spread_pp, split_label,
                             summarise, summary_rows)
 from incop_core.imp.config import RunConfig, validate
 from incop_core.consistency.distances import DISTANCES
@@ -175,7 +175,7 @@ def run_compare(base: RunConfig, methods: list[str], seeds: list[int], runs_root
                 out: Optional[Path] = None, on_event: Callable[[str, dict], None] = lambda k, i: None,
                 rewinds: tuple[str, ...] = (DEFAULT_REWIND,)) -> Path:
     """Run (or reuse) every method x rewind x seed, then write comparison.json, comparison.md and the plots."""
-    from incop_core.plots import comparison_plots
+    from incop_core.experiments.plots import comparison_plots
 
     source = source_method(base)
     order = plan(list(methods), list(rewinds), source)

@@ -1,0 +1,1 @@
+"""Experiments over runs: the fair comparison, the discrimination ladder, plots."""
