@@ -15,7 +15,7 @@ DEFAULT_UI = "http://127.0.0.1:4200"
 def load_params(config: Optional[Path], overrides: List[str]):
     """PipelineParams: the defaults, then a JSON/TOML file, then each --set KEY=VALUE, each merged onto the last
     (a partial section keeps the rest; the same model the UI form shows), validated once at the end."""
-    from incop_core.cli import _parse_value
+    from incop_core.cli.main import _parse_value
     from incop_core.imp.config import read_config_file, set_dotted
     from incop_core.foundations.errors import ConfigError
 
@@ -88,7 +88,7 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
         outputs: dict[str, Path] = {}  # filled once the parameters are read, for the sentence of an unwritable path
 
         def go() -> None:
-            from incop_core.cli import warn
+            from incop_core.cli.main import warn
 
             params = load_params(config, set_)
             outputs.update(_outputs(params))

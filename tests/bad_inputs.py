@@ -36,7 +36,7 @@ class Outcome(tuple):
 def incop_command() -> list[str]:
     """The installed `incop` script beside this interpreter (the module when it is not installed)."""
     script = Path(sys.executable).with_name("incop")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "incop_core.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "incop_core.cli.main"]
 
 
 def run_incop(*args, cwd: Optional[Path] = None, env: Optional[dict] = None, timeout: float = 120) -> Outcome:

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import incop_core.training.train
 from bad_inputs import Outcome, error_sentence, expect_user_error, incop_command
 from incop_core.imp import paths
-from incop_core.cli import app, build_config
+from incop_core.cli.main import app, build_config
 from incop_core.datasets.idx import write_idx
 from incop_core.imp.rundir import finished_iterations, read_status
 

@@ -19,7 +19,7 @@ BASE_INSTALL = f"""
 import sys
 for name in {TRAINING_SIDE!r}:
     sys.modules[name] = None  # as on an edge device: `import torch` fails
-from incop_core.cli import main
+from incop_core.cli.main import main
 main()
 """
 
@@ -31,7 +31,7 @@ def test_each_package_declares_its_commands():
 
 
 def test_loading_every_command_imports_no_heavy_module():
-    script = ("import sys; from incop_core.cli import app; "
+    script = ("import sys; from incop_core.cli.main import app; "
               "print(len(app.registered_commands), len(app.registered_groups), "
               f"sorted(m for m in {TRAINING_SIDE + ('onnxruntime', 'numpy')!r} if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from incop_core import cli
+from incop_core.cli.main import main as cli
 from incop_core.imp import runner
-from incop_core.cli import app
+from incop_core.cli.main import app
 from incop_core.experiments.compare import DEFAULT_METHODS, matched_epochs, method_names, method_raw, plan, run_compare
 from incop_core.experiments.compare_stats import paired_pp, remaining_spread_pp, summarise, t975, t_interval
 from incop_core.consistency.distances import DISTANCES

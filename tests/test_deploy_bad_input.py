@@ -17,7 +17,7 @@ from bad_inputs import Outcome, expect_user_error
 
 from deploy.bench.flops import matmul_model
 from deploy.export.onnx_export import export_onnx
-from incop_core.cli import app
+from incop_core.cli.main import app
 from incop_core.imp.config import validate
 from incop_core.models.zoo import ModelConfig, build_model
 

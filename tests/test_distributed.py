@@ -32,9 +32,9 @@ def _run(cmd, runs_dir):
 
 
 def test_two_gloo_processes_match_a_single_process_run(tmp_path):
-    single = _run([sys.executable, "-m", "incop_core.cli"], tmp_path / "single")
+    single = _run([sys.executable, "-m", "incop_core.cli.main"], tmp_path / "single")
     multi = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_port()),
-                  "-m", "incop_core.cli"], tmp_path / "multi")
+                  "-m", "incop_core.cli.main"], tmp_path / "multi")
     assert read_status(multi)["state"] == "finished"
     one, two = load_records(single), load_records(multi)
     assert [r["iteration"] for r in two] == [0, 1, 2]

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _serve(registry: Path) -> tuple[subprocess.Popen, str]:
     """`incop registry serve DIR --port 0` in a child process; returns it and the URL it printed."""
-    command = [sys.executable, "-m", "incop_core.cli", "registry", "serve", str(registry), "--port", "0"]
+    command = [sys.executable, "-m", "incop_core.cli.main", "registry", "serve", str(registry), "--port", "0"]
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     line = child.stdout.readline()
     assert line.startswith("serving"), line

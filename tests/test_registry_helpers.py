@@ -64,7 +64,7 @@ def server(tmp_path):
 
 def invoke(*args):
     """Run the real CLI in-process; returns (exit code, stdout, stderr)."""
-    from incop_core.cli import app
+    from incop_core.cli.main import app
 
     result = CliRunner().invoke(app, [str(a) for a in args])
     return Outcome.of(args, result.exit_code, result.stdout, result.stderr)

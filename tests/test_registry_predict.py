@@ -85,7 +85,7 @@ DEVICE_SCRIPT = """
 import json, sys
 sys.modules["torch"] = None      # any `import torch` now fails
 sys.modules["prefect"] = None
-from incop_core.cli import app
+from incop_core.cli.main import app
 url, dest, image = sys.argv[1:4]
 for args in (["pull", "--registry", url, "--name", "tiny", "--dest", dest, "--version", "1"],
              ["pull", "--registry", url, "--name", "tiny", "--dest", dest],

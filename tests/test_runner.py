@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 import incop_core.imp.runner
 from incop_core.imp import paths
-from incop_core.cli import app
+from incop_core.cli.main import app
 from incop_core.imp.config import RunConfig, validate
 from incop_core.foundations.errors import RunLocked
 from incop_core.foundations.fileio import read_json

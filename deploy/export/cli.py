@@ -1,4 +1,4 @@
-"""`incop export` (declared in pyproject's `incop.commands` entry points, loaded by incop_core.cli).
+"""`incop export` (declared in pyproject's `incop.commands` entry points, loaded by incop_core.cli.main).
 
 Heavy imports (torch, onnx, onnxruntime) stay inside the command body so `incop` starts light.
 """

@@ -112,7 +112,7 @@ def prune(
         set_.append(f"prune.criterion.distance={distance}")
 
     def go() -> None:
-        from incop_core.progress import ProgressPrinter
+        from incop_core.cli.progress import ProgressPrinter
         from incop_core.imp.runner import run_pruning
 
         cfg = build_config(config, flags, set_)

@@ -1,0 +1,1 @@
+"""The `incop` command line: the dispatcher and its progress display."""
