@@ -1,1 +1,1 @@
-"""Iterative magnitude pruning runs: its config, the IMP runner, its directory, file names, checkpoints and tables."""
+"""Iterative magnitude pruning runs: the run config, the IMP runner, run directories, file names, checkpoints, tables."""
