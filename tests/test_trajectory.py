@@ -8,7 +8,7 @@ from incop_core.pruning import magnitude
 from incop_core.foundations.errors import IncopError
 from incop_core.foundations.fileio import write_json_atomic
 from incop_core.pruning.masks import Mask
-from incop_core.pruning.trajectory import follow_counts, group_survivors, trajectory
+from incop_core.imp.trajectory import follow_counts, group_survivors, trajectory
 
 
 def hand_mask() -> Mask:

@@ -24,7 +24,7 @@ from incop_core.foundations.fileio import write_json_atomic, write_text_atomic
 from incop_core.imp.report import markdown_table, totals
 from incop_core.imp.rundir import load_records
 from incop_core.imp.runner import run_pruning
-from incop_core.pruning.trajectory import trajectory
+from incop_core.imp.trajectory import trajectory
 
 FIXED = {"kind": "fixed-epochs"}
 SCHEDULE_METHODS = ("lth", "sap", "egp")  # a schedule with fixed max_epochs; the base config's one is the source

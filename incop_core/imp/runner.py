@@ -34,13 +34,13 @@ from incop_core.pruning.widths import auto_widths
 from incop_core.training.finetune import ALL_NEEDS, PLATEAU, FinetuneRecorder, SettleCapture, calibrate
 from incop_core.consistency.signals import gradient_flow, information_flow
 from incop_core.pruning.masks import Mask, prunable_weights
-from incop_core.pruning.next_decision import NextDecision, checks_decision
+from incop_core.imp.next_decision import NextDecision, checks_decision
 from incop_core.models.zoo import build_model
 from incop_core.imp.report import chance_warnings
 from incop_core.imp.rundir import clear_partial, finished_iterations, load_records, locked, open_run, read_status, write_status
 from incop_core.consistency.snapshot import take_snapshot
 from incop_core.training.train import CheckPlan, evaluate, steps_per_epoch, train
-from incop_core.pruning.trajectory import group_survivors
+from incop_core.imp.trajectory import group_survivors
 
 Events = Callable[[str, dict], None]
 DENSE_CACHE_VERSION = 3  # bump when iteration 0's record changes shape

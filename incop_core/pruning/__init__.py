@@ -1,1 +1,1 @@
-"""What to prune: masks, magnitudes, channel groups, kept widths, schedules, sparsity trajectories, the next decision."""
+"""What to prune: masks, magnitudes, coupled channel groups, kept widths, schedules, and the next decision's distance."""

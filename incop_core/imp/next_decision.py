@@ -21,7 +21,7 @@ from incop_core.foundations.errors import IncopError
 from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.pruning.schedules import SCHEDULES, PruneState
 from incop_core.training.train import train
-from incop_core.pruning.trajectory import follow_counts
+from incop_core.imp.trajectory import follow_counts
 
 
 def checks_decision(criterion, final: bool) -> bool:
