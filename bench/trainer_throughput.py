@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from incop_core.imp.config import OptimConfig
+from incop_core.training.optim import OptimConfig
 from incop_core.datasets.data import DataConfig, batches, load_dataset
 from incop_core.platforms.devices import autocast, place_dataset, prepare_model, resolve
 from incop_core.foundations.fileio import write_json_atomic

@@ -41,7 +41,7 @@ class _NeverStop:
 
 
 def _tiny_training():
-    from incop_core.imp.config import OptimConfig
+    from incop_core.training.optim import OptimConfig
     from incop_core.datasets.data import DataConfig, load_dataset
     from incop_core.pruning.masks import Mask
     from incop_core.models.zoo import SmallCNN

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from incop_core.pruning import magnitude
-from incop_core.imp.config import OptimConfig
+from incop_core.training.optim import OptimConfig
 from incop_core.criteria import CRITERIA, CriterionContext
 from incop_core.datasets.data import DataConfig, load_dataset
 from incop_core.foundations.errors import IncopError

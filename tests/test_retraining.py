@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from incop_core.imp import paths, runner
-from incop_core.imp.config import OptimConfig, validate
+from incop_core.imp.config import validate
+from incop_core.training.optim import OptimConfig
 from incop_core.foundations.errors import ConfigError
 from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
 from incop_core.datasets.data import DataConfig, load_dataset

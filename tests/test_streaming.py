@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from incop_core.imp.config import OptimConfig
+from incop_core.training.optim import OptimConfig
 from incop_core.criteria import CRITERIA, CriterionContext, Verdict
 from incop_core.datasets.data import DataConfig, batches, load_dataset
 from incop_core.consistency.epsilon import auto_epsilon

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from incop_core.imp.config import OptimConfig
+from incop_core.training.optim import OptimConfig
 from incop_core.datasets.data import Dataset, batches
 from incop_core.experiments.discrimination_scores import SignalScore, score_signal
 from incop_core.consistency.distances import DISTANCES, Snapshot

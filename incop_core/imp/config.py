@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, ValidatorFunctionWrapHandler,
@@ -18,6 +17,7 @@ from incop_core.pruning.magnitude import PER_LAYER_FILTERS, Scope
 from incop_core.models.zoo import ModelConfig
 from incop_core.foundations.rawconfig import MAX_DEPTH, boolean_number, read_config_file, set_dotted, too_deep  # noqa: F401 (the CLIs import the readers here)
 from incop_core.pruning.schedules import SCHEDULES
+from incop_core.training.optim import OptimConfig
 
 ScheduleConfig = Annotated[Union[tuple(SCHEDULES.configs())], Field(discriminator="kind")]
 CriterionConfig = Annotated[Union[tuple(CRITERIA.configs())], Field(discriminator="kind")]
@@ -34,29 +34,6 @@ def as_choice(schema: dict[str, Any]) -> None:
     changes: validation stays pydantic's discriminated union on `kind`."""
     if "oneOf" in schema:
         schema["anyOf"] = schema.pop("oneOf")
-
-
-class OptimConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", title="Optimiser")
-    lr: float = Field(0.02, gt=0, le=10, description="SGD learning rate for fine-tuning and retraining.")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
-    weight_decay: float = Field(5e-4, ge=0, lt=1, description="L2 weight decay.")
-    batch_size: int = Field(128, ge=1, le=65536, description="Training batch size.")
-    schedule: Literal["constant", "cosine"] = Field(
-        "cosine", description="Fine-tuning learning rate: cosine decays lr towards 0 over finetune_epochs, so the dense "
-                              "network converges (a real plateau); constant keeps lr.")
-    retrain_lr: Optional[float] = Field(None, gt=0, le=10, description="Constant learning rate of every retraining "
-                                        "after a prune step (None: lr / 10, the fine-tuning regime).")
-
-    def retraining(self) -> "OptimConfig":
-        """The optimiser settings of retraining: constant `retrain_lr`."""
-        return self.model_copy(update={"lr": self.retrain_lr or self.lr / 10, "schedule": "constant"})
-
-    def lr_at(self, epoch: int, epochs: int) -> float:
-        """Learning rate of a 1-based epoch out of `epochs`."""
-        if self.schedule == "constant":
-            return self.lr
-        return self.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(epochs, 1)))
 
 
 class PruneConfig(BaseModel):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from incop_core.imp.config import OptimConfig
+from incop_core.training.optim import OptimConfig
 from incop_core.criteria import MAX_EPOCHS, Criterion, EpochRecord, Verdict
 from incop_core.datasets.data import Dataset, Split, batches
 from incop_core.platforms.devices import autocast

@@ -1,0 +1,31 @@
+"""The optimiser settings of fine-tuning and retraining (part of the run config, owned by training)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class OptimConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", title="Optimiser")
+    lr: float = Field(0.02, gt=0, le=10, description="SGD learning rate for fine-tuning and retraining.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    weight_decay: float = Field(5e-4, ge=0, lt=1, description="L2 weight decay.")
+    batch_size: int = Field(128, ge=1, le=65536, description="Training batch size.")
+    schedule: Literal["constant", "cosine"] = Field(
+        "cosine", description="Fine-tuning learning rate: cosine decays lr towards 0 over finetune_epochs, so the dense "
+                              "network converges (a real plateau); constant keeps lr.")
+    retrain_lr: Optional[float] = Field(None, gt=0, le=10, description="Constant learning rate of every retraining "
+                                        "after a prune step (None: lr / 10, the fine-tuning regime).")
+
+    def retraining(self) -> "OptimConfig":
+        """The optimiser settings of retraining: constant `retrain_lr`."""
+        return self.model_copy(update={"lr": self.retrain_lr or self.lr / 10, "schedule": "constant"})
+
+    def lr_at(self, epoch: int, epochs: int) -> float:
+        """Learning rate of a 1-based epoch out of `epochs`."""
+        if self.schedule == "constant":
+            return self.lr
+        return self.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(epochs, 1)))
