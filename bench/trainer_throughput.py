@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 from incop_core.training.optim import OptimConfig
 from incop_core.datasets.data import DataConfig, batches, load_dataset
-from incop_core.platforms.devices import autocast, place_dataset, prepare_model, resolve
+from incop_core.datasets.placement import place_dataset
+from incop_core.platforms.devices import autocast, prepare_model, resolve
 from incop_core.foundations.fileio import write_json_atomic
 from incop_core.pruning.magnitude import prune
 from incop_core.pruning.masks import Mask, prunable_weights

@@ -24,7 +24,8 @@ from incop_core.imp.config import RunConfig
 from incop_core.criteria import CRITERIA, CriterionContext
 from incop_core.datasets.data import Dataset, batches, load_dataset
 from incop_core.pruning.decision import settle_steps
-from incop_core.platforms.devices import place_dataset, prepare_model, resolve
+from incop_core.datasets.placement import place_dataset
+from incop_core.platforms.devices import prepare_model, resolve
 from incop_core.platforms.distributed import barrier, main_only, world
 from incop_core.foundations.errors import IncopError
 from incop_core.consistency.distances import DISTANCES, Snapshot

@@ -1,19 +1,15 @@
-"""Device choice and the CUDA fast paths (bf16 autocast, channels_last, data kept on the GPU)."""
+"""Device choice and the CUDA fast paths (bf16 autocast, channels_last); datasets/placement.py keeps data on the GPU."""
 
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import replace
 from typing import ContextManager
 
 import torch
 from torch import nn
 
-from incop_core.datasets.data import Dataset, Split
 from incop_core.platforms.distributed import world
 from incop_core.foundations.errors import DeviceError
-
-GPU_DATA_SHARE = 0.25  # keep a data set on the GPU when it takes at most this share of free memory
 
 
 def resolve(device: str) -> torch.device:
@@ -36,16 +32,3 @@ def autocast(device: torch.device) -> ContextManager:
 def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
-
-
-def place_dataset(data: Dataset, device: torch.device) -> Dataset:
-    """Move the uint8 splits to the GPU when they fit comfortably, else pin them for async copies."""
-    if device.type != "cuda":
-        return data
-    size = sum(s.images.nbytes + s.labels.nbytes for s in (data.train, data.val, data.test))
-    free, _ = torch.cuda.mem_get_info(device)
-    if size <= GPU_DATA_SHARE * free:
-        move = lambda s: Split(s.images.to(device), s.labels.to(device))  # noqa: E731
-    else:
-        move = lambda s: Split(s.images.pin_memory(), s.labels.pin_memory())  # noqa: E731
-    return replace(data, train=move(data.train), val=move(data.val), test=move(data.test))
