@@ -15,18 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from incop_core.models.layers import flow_layers
 from incop_core.pruning.masks import Mask, prunable_weights
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
-SHORTCUT_WORDS = ("downsample", "shortcut", "projection")
 STD_FLOOR = 1e-6
-
-
-def flow_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Prunable Conv2d/Linear layers whose outputs IF watches; residual shortcut convs are skipped."""
-    return [(name, module) for name, module in model.named_modules()
-            if isinstance(module, (nn.Conv2d, nn.Linear)) and module.weight.dim() > 1
-            and not any(word in name for word in SHORTCUT_WORDS)]
 
 
 def channel_means(output: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from incop_core.consistency.distances import FEATURES, GRADIENTS, LOGITS, Snapshot
-from incop_core.consistency.signals import Batches, channel_means, flow_layers, gradient_flow, probe_mode, record_outputs
+from incop_core.consistency.signals import Batches, channel_means, gradient_flow, probe_mode, record_outputs
+from incop_core.models.layers import flow_layers
 from incop_core.pruning.masks import Mask
 
 

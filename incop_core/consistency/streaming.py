@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from incop_core.platforms.distributed import all_sum, world
-from incop_core.consistency.signals import FlowStats, flow_layers, record_outputs
+from incop_core.consistency.signals import FlowStats, record_outputs
+from incop_core.models.layers import flow_layers
 
 
 FLUSH_EVERY = 32  # batches of channel means folded into the statistics at once (few ops per step)

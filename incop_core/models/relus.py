@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from incop_core.foundations.errors import ConfigError
-from incop_core.consistency.signals import SHORTCUT_WORDS
+from incop_core.models.layers import is_shortcut, prunable
 
 
 def _basic_forward(self, x):
@@ -40,15 +40,11 @@ def distinct_relus(model: nn.Module) -> nn.Module:
     return model
 
 
-def _prunable(name: str, module: nn.Module) -> bool:
-    return isinstance(module, (nn.Conv2d, nn.Linear)) and not any(w in name for w in SHORTCUT_WORDS)
-
-
 def relu_map(model: nn.Module, example: torch.Tensor) -> dict[str, str]:
     """ReLU module name -> the weight name of the last non-shortcut conv/linear called before it."""
     calls: list[tuple[str, nn.Module]] = []
     handles = [m.register_forward_pre_hook(lambda mod, _i, n=n: calls.append((n, mod))) for n, m in model.named_modules()
-               if isinstance(m, nn.ReLU) or _prunable(n, m)]
+               if isinstance(m, nn.ReLU) or (prunable(m) and not is_shortcut(n))]
     try:
         with torch.no_grad():
             was = model.training

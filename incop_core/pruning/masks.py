@@ -12,6 +12,7 @@ from torch import nn
 
 from incop_core.foundations.errors import IncopError
 from incop_core.foundations.fileio import write_bytes_atomic, write_json_atomic
+from incop_core.models.layers import prunable
 
 
 def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -19,7 +20,7 @@ def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
     return {
         f"{name}.weight": module.weight
         for name, module in model.named_modules()
-        if isinstance(module, (nn.Conv2d, nn.Linear)) and module.weight.dim() > 1
+        if prunable(module)
     }
 
 
