@@ -7,7 +7,7 @@ from typing import Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
 from incop_core.foundations.registry import KIND_FIELD
-from incop_core.criteria import ACCURACY, CRITERIA, CriterionContext, EpochRecord, Verdict
+from incop_core.criteria.base import ACCURACY, CRITERIA, CriterionContext, EpochRecord, Verdict
 
 NOISE_KEY = "val_acc"  # the dense network's epoch-to-epoch validation-accuracy noise in the context
 

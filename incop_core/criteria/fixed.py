@@ -7,7 +7,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
 from incop_core.foundations.registry import KIND_FIELD
-from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
+from incop_core.criteria.base import CRITERIA, CriterionContext, EpochRecord, Verdict
 
 
 class FixedEpochsConfig(BaseModel):

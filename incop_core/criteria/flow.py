@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 from incop_core.consistency.signals import flow_distance
 from incop_core.foundations.registry import KIND_FIELD
-from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict, consistency_verdict
+from incop_core.criteria.base import CRITERIA, CriterionContext, EpochRecord, Verdict, consistency_verdict
 
 Epsilon = Union[PositiveFloat, Literal["auto"]]
 Estimator = Literal["stream", "probe"]

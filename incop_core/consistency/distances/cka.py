@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from incop_core.consistency.distances import DISTANCES, FEATURES, Snapshot
+from incop_core.consistency.distances.base import DISTANCES, FEATURES, Snapshot
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from incop_core.consistency.distances import DISTANCES, LOGITS, Snapshot
+from incop_core.consistency.distances.base import DISTANCES, LOGITS, Snapshot
 
 
 def agreement(current: Snapshot, reference: Snapshot) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from incop_core.consistency.distances import DISTANCES, GRADIENTS, Snapshot
+from incop_core.consistency.distances.base import DISTANCES, GRADIENTS, Snapshot
 
 
 @DISTANCES.register("gf-relative", (GRADIENTS,), "||GF_t - GF*||_2 / ||GF*||_2")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from incop_core.consistency.distances import DISTANCES, FEATURES, Snapshot
+from incop_core.consistency.distances.base import DISTANCES, FEATURES, Snapshot
 from incop_core.consistency.distances.connectivity import information_flow_vector
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from incop_core.consistency.distances import DISTANCES, LOGITS, Snapshot
+from incop_core.consistency.distances.base import DISTANCES, LOGITS, Snapshot
 
 
 @DISTANCES.register("kl", (LOGITS,), "mean KL(dense || current) of the softmax outputs on the probe set (nats)")

@@ -1,32 +1,7 @@
-"""How much to prune: a schedule answers, given the current state, how many weights per group."""
+"""How much to prune: a schedule answers, given the current state, how many weights per group.
 
-from __future__ import annotations
+The shared types and the registry live in `base`; importing the package registers the built-in plug-ins."""
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Protocol, Sequence
-
-import torch
-
-from incop_core.pruning.masks import Mask
-from incop_core.foundations.registry import Registry
-
-
-@dataclass(frozen=True)
-class PruneState:
-    weights: Mapping[str, torch.Tensor]  # trained weights at the end of the previous iteration
-    mask: Mask
-    scope: str
-    iteration: int
-    model: Optional[torch.nn.Module] = None  # the trained model, for schedules that probe it
-    probe: Optional[Any] = None  # callable yielding probe batches, for schedules that probe
-    groups: Optional[Sequence[Any]] = None  # the model's coupled channel groups (group scope, groups.ChannelGroup)
-
-
-class Schedule(Protocol):
-    def prune_counts(self, state: PruneState) -> dict[str, int]:
-        """Counts to prune per group: "*" for one ranking over the scope, or per layer name."""
-
-
-SCHEDULES: Registry[Schedule] = Registry("schedule")
-
-from incop_core.pruning.schedules import egp, lth, sap  # noqa: E402,F401  (registers the built-in schedules)
+from incop_core.pruning.schedules.base import (  # noqa: F401 (the package's interface)
+    PruneState, SCHEDULES, Schedule)
+from incop_core.pruning.schedules import egp, lth, sap  # noqa: F401 (registers the built-ins)

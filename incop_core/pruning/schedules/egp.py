@@ -11,7 +11,7 @@ from incop_core.pruning.entropy import layer_entropies, water_fill
 from incop_core.pruning.magnitude import STRUCTURED
 from incop_core.foundations.errors import ConfigError
 from incop_core.foundations.registry import KIND_FIELD
-from incop_core.pruning.schedules import SCHEDULES, PruneState
+from incop_core.pruning.schedules.base import SCHEDULES, PruneState
 
 
 class EgpConfig(BaseModel):

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from incop_core.pruning.magnitude import survivors
 from incop_core.foundations.registry import KIND_FIELD
-from incop_core.pruning.schedules import SCHEDULES, PruneState
+from incop_core.pruning.schedules.base import SCHEDULES, PruneState
 
 
 class LthConfig(BaseModel):

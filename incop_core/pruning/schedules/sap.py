@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from incop_core.pruning.magnitude import survivors
 from incop_core.foundations.registry import KIND_FIELD
-from incop_core.pruning.schedules import SCHEDULES, PruneState
+from incop_core.pruning.schedules.base import SCHEDULES, PruneState
 
 
 class SapConfig(BaseModel):
