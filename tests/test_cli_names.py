@@ -1,6 +1,6 @@
 """The CLI's help lists the registered plug-ins (kept light so devices need no torch to start it)."""
 
-from incop_core.cli.main import main as cli
+from incop_core.cli import main as cli
 from incop_core.criteria import CRITERIA
 from incop_core.consistency.distances import DISTANCES
 from incop_core.pruning.schedules import SCHEDULES

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from incop_core.cli.main import main as cli
+from incop_core.cli import main as cli
 from incop_core.imp import runner
 from incop_core.cli.main import app
 from incop_core.experiments.compare import DEFAULT_METHODS, matched_epochs, method_names, method_raw, plan, run_compare

@@ -82,5 +82,3 @@ class Criterion(Protocol):
 
 
 CRITERIA: Registry[Criterion] = Registry("criterion")
-
-from incop_core.criteria import accuracy, fixed, flow, incop  # noqa: E402,F401  (registers the built-in criteria)

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from incop_core.foundations.errors import ConfigError
+from incop_core.foundations.registry import Names
 
 LOGITS, FEATURES, GRADIENTS = "logits", "features", "gradients"
 
@@ -52,30 +52,18 @@ def _finite(snapshot: Snapshot, needs: frozenset[str]) -> bool:
     return all(bool(torch.isfinite(t).all()) for need in needs for t in tensors[need] if t is not None)
 
 
-class DistanceRegistry:
-    """Explicit names; a duplicate is an error; the names are listed for the config and the CLI."""
+class DistanceRegistry(Names[Distance]):
+    """The distances by name, each with the snapshot parts it needs; listed for the config and the CLI."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, Distance] = {}
+        super().__init__("distance")
 
     def register(self, name: str, needs: tuple[str, ...], summary: str,
                  counted: bool = False) -> Callable[[DistanceFn], DistanceFn]:
         def add(fn: DistanceFn) -> DistanceFn:
-            if name in self._entries:
-                raise ValueError(f"distance {name!r} is registered twice")
-            self._entries[name] = Distance(name, frozenset(needs), fn, summary, counted)
+            self.add(name, Distance(name, frozenset(needs), fn, summary, counted))
             return fn
         return add
 
-    def names(self) -> list[str]:
-        return sorted(self._entries)
-
-    def get(self, name: str) -> Distance:
-        if name not in self._entries:
-            raise ConfigError(f"unknown distance {name!r}; choose one of: {', '.join(self.names())}")
-        return self._entries[name]
-
 
 DISTANCES = DistanceRegistry()
-
-from incop_core.consistency.distances import cka, disagreement, gf_paper, gf_relative, if_matrix, if_paper, kl  # noqa: E402,F401  (registrations)

@@ -28,5 +28,3 @@ class Schedule(Protocol):
 
 
 SCHEDULES: Registry[Schedule] = Registry("schedule")
-
-from incop_core.pruning.schedules import egp, lth, sap  # noqa: E402,F401  (registers the built-in schedules)
