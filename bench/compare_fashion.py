@@ -103,15 +103,18 @@ def _meets(f: dict) -> dict:
     if final_only is None or final_only["mean"] is None:
         p1c = None
     elif f["intermediate_retraining_matters"]:
-        p1c = final_only["low"] is not None and final_only["low"] > 0  # it must beat final-only where retraining matters
+        # it must beat final-only where retraining matters
+        p1c = final_only["low"] is not None and final_only["low"] > 0
     else:
         p1c = f["epochs_ratio_to_final_only"] is not None and f["epochs_ratio_to_final_only"] <= TARGETS["P1c_epochs"]
     return {"P1": f["P1_epochs_ratio"] is not None and acc["mean"] is not None
             and f["P1_epochs_ratio"] <= TARGETS["P1"] and abs(acc["mean"]) <= TARGETS["acc_pp"],
-            "P1b": None if matched is None else bool(matched["mean"] is not None and matched["mean"] >= TARGETS["P1b_pp"]
+            "P1b": None if matched is None else bool(matched["mean"] is not None
+                                                     and matched["mean"] >= TARGETS["P1b_pp"]
                                                      and matched["low"] is not None and matched["low"] > 0),
             "P1c": p1c,
-            "identical": f["identical_remaining_pp"] is not None and f["identical_remaining_pp"] <= TARGETS["identical_pp"],
+            "identical": (f["identical_remaining_pp"] is not None
+                          and f["identical_remaining_pp"] <= TARGETS["identical_pp"]),
             "deep": f["final_remaining_pct"] <= TARGETS["remaining_pct"],
             "P2": f["P2_wall_ratio"] is not None and f["P2_wall_ratio"] <= TARGETS["P2"],
             "P3": f["P3_flow_share"] is not None and f["P3_flow_share"] <= TARGETS["P3"]}
@@ -134,7 +137,8 @@ def figure(summary: dict, signal: str, rewind: str, disc: dict, source: str = "s
     matched = s.get("test_acc_pp_vs_matched")
     f = {"signal": signal, "rewind": rewind, "source": source, "P1_epochs_ratio": s.get("epochs_ratio_to_source"),
          "P2_wall_ratio": s.get("wall_ratio_to_source"), "P3_flow_share": s["flow_share"]["mean"],
-         "acc_vs_source_pp": _interval(s.get("test_acc_pp_vs_source")), "identical_remaining_pp": s.get("remaining_gap_pp_vs_source"),
+         "acc_vs_source_pp": _interval(s.get("test_acc_pp_vs_source")),
+         "identical_remaining_pp": s.get("remaining_gap_pp_vs_source"),
          "final_remaining_pct": s["final_remaining_pct"], "P1b_vs_matched_pp": _interval(matched),
          "P1c_vs_final_only_pp": _interval(s.get("test_acc_pp_vs_final_only")),
          "P1d_vs_one_shot_pp": _interval(s.get("test_acc_pp_vs_one_shot")),
@@ -166,15 +170,16 @@ def _num(value: Optional[float], spec: str) -> str:
 
 
 def render(fig: dict) -> str:
-    lines = ["| method | P1 epochs ÷ fixed | P2 wall ÷ fixed | P3 check share | acc − fixed pp [95 %] | − matched pp [95 %] | "
-             "− final-only pp [95 %] | epochs ÷ final-only | − one-shot pp [95 %] | remaining gap pp | remaining % | AUROC | "
-             "meets P1/P1b/P1c/identical/deep |", "|" + "---|" * 13]
+    lines = ["| method | P1 epochs ÷ fixed | P2 wall ÷ fixed | P3 check share | acc − fixed pp [95 %] | "
+             "− matched pp [95 %] | − final-only pp [95 %] | epochs ÷ final-only | − one-shot pp [95 %] | "
+             "remaining gap pp | remaining % | AUROC | meets P1/P1b/P1c/identical/deep |", "|" + "---|" * 13]
     yes = {True: "yes", False: "no", None: "–"}
     for name, f in fig.items():
         meets = "/".join(yes[f["meets"][k]] for k in ("P1", "P1b", "P1c", "identical", "deep"))
         lines.append(f"| {name} | {_num(f['P1_epochs_ratio'], '.3f')} | {_num(f['P2_wall_ratio'], '.3f')} | "
                      f"{_num(None if f['P3_flow_share'] is None else 100 * f['P3_flow_share'], '.2f')} % | "
-                     f"{_pp(f['acc_vs_source_pp'])} | {_pp(f['P1b_vs_matched_pp'])} | {_pp(f['P1c_vs_final_only_pp'])} | "
+                     f"{_pp(f['acc_vs_source_pp'])} | {_pp(f['P1b_vs_matched_pp'])} | "
+                     f"{_pp(f['P1c_vs_final_only_pp'])} | "
                      f"{_num(f['epochs_ratio_to_final_only'], '.3f')} | {_pp(f['P1d_vs_one_shot_pp'])} | "
                      f"{_num(f['identical_remaining_pp'], '.3f')} | {_num(f['final_remaining_pct'], '.2f')} | "
                      f"{_num(f['discrimination_auroc'], '.3f')} | {meets} |")
@@ -187,28 +192,31 @@ def setup(meta: dict) -> str:
                False: "no: the fixed-epoch source does not beat final-only with an interval above 0",
                None: "not measured (final-only did not run)"}[meta["intermediate_retraining_matters"]]
     if meta["structured"]:
-        what = (f"The main job's configuration (flows.params.default_run: small CNN, {meta['train_subset']} training and "
-                f"{meta['val_size']} validation images, LTH 0.2 of each layer's filters, layer-filter scope, round_to 8) with "
-                f"{meta['iterations']} iterations down to {meta['source_final_remaining_pct']:.2f} % of the weights; the "
+        what = (f"The main job's configuration (flows.params.default_run: small CNN, {meta['train_subset']} training "
+                f"and {meta['val_size']} validation images, LTH 0.2 of each layer's filters, layer-filter scope, "
+                f"round_to 8) with {meta['iterations']} iterations down to "
+                f"{meta['source_final_remaining_pct']:.2f} % of the weights; the "
                 f"fixed-epoch source (`{meta['source']}`) retrains {meta['max_epochs']} epochs per iteration")
     else:
-        what = (f"Small CNN on FashionMNIST, {meta['train_subset']} training images, {meta['val_size']} validation images "
-                f"from outside them; SAP aggressive preset (p=1, q=2), {meta['iterations']} iterations down to "
-                f"{meta['source_final_remaining_pct']:.2f} % of the weights; SAP retrains a fixed {meta['max_epochs']} epochs "
-                "per iteration (the paper's setting is 20); probe 1024 images")
+        what = (f"Small CNN on FashionMNIST, {meta['train_subset']} training images, {meta['val_size']} validation "
+                f"images from outside them; SAP aggressive preset (p=1, q=2), {meta['iterations']} iterations down to "
+                f"{meta['source_final_remaining_pct']:.2f} % of the weights; SAP retrains a fixed "
+                f"{meta['max_epochs']} epochs per iteration (the paper's setting is 20); probe 1024 images")
     return "\n".join([
         "", "## Setup", "",
         what + f"; the full test split; seeds {meta['seeds']}; dense network fine-tuned with a cosine learning rate, "
-        "retraining at lr / 10; `final-only` follows the same trajectory retraining 0 epochs in every iteration but the "
-        f"last ({meta['max_epochs']} there), `one-shot` prunes once to the final survivors and retrains "
+        "retraining at lr / 10; `final-only` follows the same trajectory retraining 0 epochs in every iteration "
+        f"but the last ({meta['max_epochs']} there), `one-shot` prunes once to the final survivors and retrains "
         f"{meta['max_epochs']} epochs; one intra-op thread per run, runs side by side on 2 shared cores, so wall-time "
         "ratios (P2) are noisier than epoch ratios (P1). Accuracy figures are test accuracy; every stopping decision "
         "used validation accuracy. Differences are paired per seed with 95 % Student-t intervals.",
         "", f"Does intermediate retraining matter here? {matters}.",
         f"Signals compared: {', '.join(meta['signals'])} (budget-matched baseline for {', '.join(meta['matched'])}).",
-        f"Identical remaining weights across methods: max abs difference {meta['identical_remaining']['max_abs_diff_pp']:.3f} pp "
-        f"(final iteration, one-shot included: {meta['identical_remaining'].get('final_max_abs_diff_pp') or 0:.3f} pp).",
-        f"Training wall time summed over every run's pruning iterations: {meta['training_wall_seconds_all_runs']:.0f} s.",
+        "Identical remaining weights across methods: max abs difference "
+        f"{meta['identical_remaining']['max_abs_diff_pp']:.3f} pp (final iteration, one-shot included: "
+        f"{meta['identical_remaining'].get('final_max_abs_diff_pp') or 0:.3f} pp).",
+        "Training wall time summed over every run's pruning iterations: "
+        f"{meta['training_wall_seconds_all_runs']:.0f} s.",
         "", f"Reproduce: `.venv/bin/python bench/compare_fashion.py {meta['argv']}`", ""])
 
 
@@ -217,7 +225,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--structured", action="store_true", help="the main job's configuration (layer-filter, LTH)")
     parser.add_argument("--seeds", default=None, help="default 0-4 (structured: 0-2)")
     parser.add_argument("--signals", default=DEFAULT_SIGNALS, help="distances run as incop-<signal>")
-    parser.add_argument("--matched", default=None, help="signals that also get a budget-matched run (default: the first)")
+    parser.add_argument("--matched", default=None,
+                        help="signals that also get a budget-matched run (default: the first)")
     parser.add_argument("--no-accuracy", action="store_true", help="leave out the accuracy-stopping baseline")
     parser.add_argument("--rewinds", default="finetuned")
     parser.add_argument("--iterations", type=int, default=None, help="default 6 (structured: 4)")
@@ -230,7 +239,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 iterations, 1000 training images: a smoke run")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / ".runs", help="finished runs here are reused")
-    parser.add_argument("--out", type=Path, default=None, help="default bench/results/compare_fashion (or compare_structured)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default bench/results/compare_fashion (or compare_structured)")
     args = parser.parse_args(argv)
     args.argv = " ".join(argv if argv is not None else sys.argv[1:])
     structured = args.structured
@@ -242,7 +252,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         args.train_subset, args.val_size = data.train_subset, data.val_size
     args.out = args.out or ROOT / "results" / ("compare_structured" if structured else "compare_fashion")
     args.signals = [s.strip() for s in args.signals.split(",") if s.strip()]
-    args.matched = args.signals[:1] if args.matched is None else [s.strip() for s in args.matched.split(",") if s.strip()]
+    args.matched = (args.signals[:1] if args.matched is None
+                    else [s.strip() for s in args.matched.split(",") if s.strip()])
     if args.quick:
         args.seeds, args.iterations, args.max_epochs, args.finetune_epochs = "0", 2, 3, 5
         args.train_subset, args.val_size, args.test_subset = 1000, 500, 2000

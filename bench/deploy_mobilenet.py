@@ -79,7 +79,8 @@ def measure(args, model: str, scope: str) -> dict:
                **{f"speedup_{p}": bench["profiles"][p]["models"][name].get("speedup_p50") for p in PROFILES}}
         for name, a in arts.items() if name in bench["profiles"]["edge-1t"]["models"]}
     chosen = per_variant[published]
-    return {"model": model, "scope": scope, "settings": list(args.set), "run": run.name, "dense": dense_plateau(records),
+    return {"model": model, "scope": scope, "settings": list(args.set), "run": run.name,
+            "dense": dense_plateau(records),
             "retrain_epochs": totals(records)["retrain_epochs"], "remaining": records[-1]["remaining_fraction"],
             "train_seconds": round(trained, 1), "variants": per_variant, "published": published,
             "published_why": reasons[published], "test_images": export.manifest["test_images"],
@@ -110,7 +111,8 @@ def main(argv=None) -> int:
     parser.add_argument("--finetune-epochs", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=5, help="Retraining epochs per iteration at most.")
-    parser.add_argument("--device", default="cpu", help="Where to train: cpu, cuda or auto (benchmarks run on the CPU).")
+    parser.add_argument("--device", default="cpu",
+                        help="Where to train: cpu, cuda or auto (benchmarks run on the CPU).")
     parser.add_argument("--quick", action="store_true", help="Fewer timed runs.")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="Run settings on top of the main job's (prune.round_to=auto, prune.rewind=previous, ...).")

@@ -76,18 +76,21 @@ def figures(bench: dict, export: dict) -> dict:
     variant the pipeline's rule would publish (chosen on validation accuracy and edge-1t latency)."""
     arts, edge = export["artifacts"], bench["profiles"]["edge-1t"]["models"]
     dense_acc = arts["dense"]["accuracy"]
-    within = {n: (a["accuracy"] - dense_acc) * 100 >= -TARGETS["accuracy_pp"] for n, a in arts.items()}  # at most 1 pp lost
+    # at most 1 pp lost
+    within = {n: (a["accuracy"] - dense_acc) * 100 >= -TARGETS["accuracy_pp"] for n, a in arts.items()}
     published, reasons = explain_choice(export, bench, "best", "edge-1t")
     dense_sizes = arts["dense"]["sizes"]
     out = {"P4_compacted": edge["dense"]["p50_ms"] / edge["compacted"]["p50_ms"] if "compacted" in edge else None,
            "P4_int8": edge["dense"]["p50_ms"] / edge["int8"]["p50_ms"] if "int8" in edge else None,
            "P5": dense_sizes["raw"] / min(arts[published]["sizes"].values()),
            "P5_compressed_vs_compressed": min(dense_sizes.values()) / min(arts[published]["sizes"].values()),
-           "P5_artifact": published, "published": published, "published_why": reasons, "P6": edge["dense"]["peak_share"],
+           "P5_artifact": published, "published": published, "published_why": reasons,
+           "P6": edge["dense"]["peak_share"],
            "accuracy_pp": {n: 100 * (a["accuracy"] - dense_acc) for n, a in arts.items()},
            "val_accuracy_pp": {n: 100 * (a["val_accuracy"] - arts["dense"]["val_accuracy"]) for n, a in arts.items()},
            "dense_test_acc": dense_acc, "test_images": export["test_images"]}
-    out["meets"] = {"P4_compacted": bool(out["P4_compacted"] and out["P4_compacted"] >= TARGETS["P4_compacted"] and within.get("compacted")),
+    out["meets"] = {"P4_compacted": bool(out["P4_compacted"] and out["P4_compacted"] >= TARGETS["P4_compacted"]
+                                         and within.get("compacted")),
                     "P4_int8": bool(out["P4_int8"] and out["P4_int8"] >= TARGETS["P4_int8"] and within.get("int8")),
                     "P5": out["P5"] >= TARGETS["P5"] and published != "dense" and within[published],
                     "P6": out["P6"] >= TARGETS["P6"], "dense_acc": dense_acc >= TARGETS["dense_acc"]}
@@ -107,7 +110,8 @@ def headline(fig: dict, cfg, plateau: dict) -> str:
         f"{acc.get('int8', float('nan')):+.2f} pp) — {yes('P4_int8')} the target",
         f"- P5 dense raw ÷ the published variant's smallest file (`{fig['P5_artifact']}`): **{fig['P5']:.1f}x** "
         f"(compressed ÷ compressed {fig['P5_compressed_vs_compressed']:.1f}x; target ≥ 20x) — {yes('P5')} the target",
-        f"- P6 dense achieved GFLOP/s ÷ measured peak, edge-1t: **{fig['P6']:.2f}** (target ≥ 0.5) — {yes('P6')} the target",
+        f"- P6 dense achieved GFLOP/s ÷ measured peak, edge-1t: **{fig['P6']:.2f}** (target ≥ 0.5) — "
+        f"{yes('P6')} the target",
         f"- Dense ResNet-18 test accuracy **{100 * fig['dense_test_acc']:.2f} %** on {fig['test_images']} test images "
         f"(target ≥ 90 %) — {yes('dense_acc')} the target", "",
         plateau_sentence(plateau, len_train(cfg), fig["test_images"]) + f" Trained on {budget}.",
@@ -116,7 +120,8 @@ def headline(fig: dict, cfg, plateau: dict) -> str:
 
 def versus_sentence(v: dict) -> str:
     return (f"InCoP against the same run retraining fixed epochs: {v['incop_epochs']:.3g} vs {v['fixed_epochs']:.3g} "
-            f"retraining epochs (stopped by {', '.join(v['incop_stop'])}); final test {100 * v['incop_test_acc']:.2f} % vs "
+            f"retraining epochs (stopped by {', '.join(v['incop_stop'])}); "
+            f"final test {100 * v['incop_test_acc']:.2f} % vs "
             f"{100 * v['fixed_test_acc']:.2f} % ({v['test_pp']:+.2f} pp; validation {v['val_pp']:+.2f} pp) — "
             f"{'meets' if v['meets'] else 'misses'} the 1 pp target (issue #19).\n")
 
@@ -138,8 +143,10 @@ def main(argv=None) -> int:
     parser.add_argument("--finetune-epochs", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=5, help="Retraining epochs per iteration at most.")
-    parser.add_argument("--fraction", type=float, default=0.75, help="Share of each layer's surviving filters pruned per iteration.")
-    parser.add_argument("--device", default="cpu", help="Where to train: cpu, cuda or auto (benchmarks always run on the CPU).")
+    parser.add_argument("--fraction", type=float, default=0.75,
+                        help="Share of each layer's surviving filters pruned per iteration.")
+    parser.add_argument("--device", default="cpu",
+                        help="Where to train: cpu, cuda or auto (benchmarks always run on the CPU).")
     parser.add_argument("--train-only", action="store_true", help="Only train (resumable); export and benchmark later.")
     parser.add_argument("--quick", action="store_true", help="Fewer timed runs.")
     args = parser.parse_args(argv)
@@ -169,14 +176,18 @@ def main(argv=None) -> int:
     times["bench_s"] = time.perf_counter() - start
     fig = figures(bench, export.manifest)
     plateau = dense_plateau(records)
-    extra = {"figures": fig, "against_fixed_epochs": versus, "targets": TARGETS, "config": cfg.model_dump(mode="json"), "run": run.name, "dense": plateau,
-             "iterations": [{k: r[k] for k in ("iteration", "epochs", "stop_reason", "remaining_fraction", "val_acc", "test_acc")}
+    extra = {"figures": fig, "against_fixed_epochs": versus, "targets": TARGETS, "config": cfg.model_dump(mode="json"),
+             "run": run.name, "dense": plateau,
+             "iterations": [{k: r[k] for k in ("iteration", "epochs", "stop_reason", "remaining_fraction", "val_acc",
+                                               "test_acc")}
                             for r in records],
              "stage_seconds": times, "command": "python bench/deploy_resnet18.py " + " ".join(argv or sys.argv[1:])}
     paths = write_report(bench, args.out, "deploy_resnet18", export=export.manifest,
                          title="ResNet-18 on FashionMNIST: dense vs filter-pruned / compacted / INT8 (onnxruntime CPU)",
-                         extra=extra, preface=headline(fig, cfg, plateau) + versus_sentence(versus) + f"\nReproduce: `{extra['command'].strip()}` "
-                                                              f"(stage seconds: {_rounded(times)}).\n")
+                         extra=extra,
+                         preface=headline(fig, cfg, plateau) + versus_sentence(versus)
+                         + f"\nReproduce: `{extra['command'].strip()}` "
+                           f"(stage seconds: {_rounded(times)}).\n")
     print(headline(fig, cfg, plateau) + versus_sentence(versus))
     print(_rounded(times), {k: str(v) for k, v in paths.items()})
     return 0

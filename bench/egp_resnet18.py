@@ -65,7 +65,8 @@ def deployable(run: Path, out: Path, name: str) -> dict:
             "linear_layers": [n for n, s in states.items() if s["removable"] == "linear"],
             "dead_layers": [n for n, s in states.items() if s["removable"] == "dead"],
             "convs": sum(isinstance(m, torch.nn.Conv2d) for m in result.model.modules()),
-            "test_acc_onnx": accuracy(path, images.numpy(), labels.numpy()), "sizes": file_sizes(path), "path": str(path)}
+            "test_acc_onnx": accuracy(path, images.numpy(), labels.numpy()), "sizes": file_sizes(path),
+            "path": str(path)}
 
 
 def main() -> None:
@@ -95,7 +96,8 @@ def main() -> None:
     for name, v in variants.items():
         v["edge_1t_p50_ms"] = timing["profiles"]["edge-1t"]["models"][name]["p50_ms"]
         v["speedup_vs_dense"] = timing["profiles"]["edge-1t"]["models"][name]["speedup_p50"]
-    lines = ["| variant | remaining % | blocks removed | channels removed | convs | test acc % (ORT) | zstd KB | edge-1t p50 ms | speed-up |",
+    lines = ["| variant | remaining % | blocks removed | channels removed | convs | test acc % (ORT) | zstd KB | "
+             "edge-1t p50 ms | speed-up |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, v in variants.items():
         lines.append(f"| {name} | {100 * v.get('remaining_fraction', 1.0):.1f} | {len(v.get('blocks_removed', []))} | "

@@ -29,9 +29,10 @@ from incop_core.models.zoo import ModelConfig
 ROOT = Path(__file__).resolve().parent
 COMMAND = ".venv/bin/python bench/flow_discrimination.py"
 PLATEAU_NOTE = ("Training follows the product's recipe: the dense network is fine-tuned with a cosine learning rate "
-                "(lr 0.02 decayed towards 0), pruned networks retrain at the retraining learning rate (lr / 10), and each "
-                "signal's noise is how far one retraining epoch moves the unpruned dense network (the noise `incop` "
-                "calibrates its auto epsilon with). 'plateau' says whether validation gained < 0.3 pp over the last 2 epochs.")
+                "(lr 0.02 decayed towards 0), pruned networks retrain at the retraining learning rate (lr / 10), "
+                "and each signal's noise is how far one retraining epoch moves the unpruned dense network (the noise "
+                "`incop` calibrates its auto epsilon with). 'plateau' says whether validation gained < 0.3 pp over "
+                "the last 2 epochs.")
 
 
 def run_seed(args, seed: int, note) -> dict:
@@ -41,7 +42,8 @@ def run_seed(args, seed: int, note) -> dict:
     cfg = LadderConfig(dense_epochs=args.dense_epochs, probe_size=args.probe_size, seed=seed)
     ladder = run_ladder(ModelConfig(width=args.width), data, cfg, torch.device("cpu"), note)
     scores = {name: s.as_dict() for name, s in ladder.scores().items()}
-    return {"seed": seed, "reference_val_acc": ladder.reference_acc, "best_epoch": ladder.best_epoch, "plateau": ladder.plateau,
+    return {"seed": seed, "reference_val_acc": ladder.reference_acc, "best_epoch": ladder.best_epoch,
+            "plateau": ladder.plateau,
             "dense_val": ladder.dense_val, "scores": scores, "rows": ladder.rows}
 
 
@@ -59,7 +61,8 @@ def summarise(seeds: list[dict]) -> dict:
                      "spearman_mean": float(np.mean(rho)), "spearman_per_seed": rho,
                      "extremes_farther_per_seed": [p["extremes_farther"] for p in per],
                      "passes_per_seed": [p["passes"] for p in per], "passes_all": all(p["passes"] for p in per),
-                     "noise_per_seed": [p["noise"] for p in per], "k_table_mean": _mean_table([p["k_table"] for p in per])}
+                     "noise_per_seed": [p["noise"] for p in per],
+                     "k_table_mean": _mean_table([p["k_table"] for p in per])}
     return out
 
 
@@ -68,9 +71,11 @@ def _counts(seeds: list[dict]) -> str:
     for s in seeds:
         gaps = np.array([r["gap"] for r in s["rows"]])
         retrained = max(r["val_acc"] for r in s["rows"] if r["kind"] == "pruned")
-        parts.append(f"seed {s['seed']}: reference val {100 * s['reference_val_acc']:.2f} % at dense epoch {s['best_epoch']} "
-                     f"of {len(s['dense_val'])} (plateau: {'yes' if s.get('plateau') else 'no'}; dense val: {' '.join(f'{100 * v:.1f}' for v in s['dense_val'])}), "
-                     f"best pruned checkpoint {100 * retrained:.2f} %; {int(np.sum(gaps <= RECOVERED_GAP))} recovered / "
+        parts.append(f"seed {s['seed']}: reference val {100 * s['reference_val_acc']:.2f} % at dense epoch "
+                     f"{s['best_epoch']} of {len(s['dense_val'])} (plateau: {'yes' if s.get('plateau') else 'no'}; "
+                     f"dense val: {' '.join(f'{100 * v:.1f}' for v in s['dense_val'])}), "
+                     f"best pruned checkpoint {100 * retrained:.2f} %; "
+                     f"{int(np.sum(gaps <= RECOVERED_GAP))} recovered / "
                      f"{int(np.sum(gaps > UNRECOVERED_GAP))} unrecovered of {len(gaps)} checkpoints")
     return "\n".join(f"- {p}" for p in parts)
 
@@ -85,7 +90,8 @@ def render(fig: dict, seeds: list[dict], meta: dict) -> str:
              f"A signal passes when AUROC(unrecovered gap > {100 * UNRECOVERED_GAP:g} pp vs recovered gap <= "
              f"{100 * RECOVERED_GAP:g} pp) >= {MIN_AUROC} and the random and 99 %-pruned (before retraining) networks "
              "are farther than every recovered checkpoint.", "",
-             "| signal | AUROC mean (min) | Spearman mean | passes (per seed) | dense noise (per seed) | best k: recovered below / unrecovered above |",
+             "| signal | AUROC mean (min) | Spearman mean | passes (per seed) | dense noise (per seed) | "
+             "best k: recovered below / unrecovered above |",
              "|---|---|---|---|---|---|"]
     for name, f in sorted(fig.items(), key=lambda item: -item[1]["auroc_mean"]):
         passes = " ".join("yes" if p else "no" for p in f["passes_per_seed"])
@@ -96,7 +102,8 @@ def render(fig: dict, seeds: list[dict], meta: dict) -> str:
               "Share of recovered checkpoints below epsilon / unrecovered ones at or above it.", "",
               "| signal | " + " | ".join(f"k={k:g}" for k in K_FACTORS) + " |", "|---" * (len(K_FACTORS) + 1) + "|"]
     for name, f in sorted(fig.items()):
-        cells = [f"{100 * c['recovered_below']:.0f} / {100 * c['unrecovered_above']:.0f}" for c in f["k_table_mean"].values()]
+        cells = [f"{100 * c['recovered_below']:.0f} / {100 * c['unrecovered_above']:.0f}"
+                 for c in f["k_table_mean"].values()]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Setup", "", _counts(seeds), "", PLATEAU_NOTE, "", *(f"- {k}: {v}" for k, v in meta.items()), "",
               f"Reproduce: `{meta['command']}`", ""]
@@ -111,7 +118,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--dense-epochs", type=int, default=15, help="cosine fine-tuning epochs of the dense network")
     parser.add_argument("--probe-size", type=int, default=1024)
-    parser.add_argument("--quick", action="store_true", help="1 seed, 8 dense epochs, written to flow_discrimination_quick")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 seed, 8 dense epochs, written to flow_discrimination_quick")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "flow_discrimination")
     parser.add_argument("--render-only", action="store_true", help="rewrite figures.md from the figures.json in --out")
     args = parser.parse_args()
@@ -134,11 +142,15 @@ def main() -> None:
         note = lambda msg, seed=seed: print(f"[{time.perf_counter() - start:7.0f} s] seed {seed}: {msg}", flush=True)  # noqa: E731
         seeds.append(run_seed(args, seed, note))
     fig = summarise(seeds)
-    meta = {"data": f"FashionMNIST, {args.train_subset} training / {args.val_size} validation images (seeded split per seed)",
-            "model": f"small-cnn width {args.width}", "optimiser": "masked SGD, momentum 0.9, wd 5e-4, batch 128; fine-tuning lr 0.02 cosine, retraining lr 0.002",
+    meta = {"data": f"FashionMNIST, {args.train_subset} training / {args.val_size} validation images "
+                    "(seeded split per seed)",
+            "model": f"small-cnn width {args.width}",
+            "optimiser": "masked SGD, momentum 0.9, wd 5e-4, batch 128; fine-tuning lr 0.02 cosine, "
+                         "retraining lr 0.002",
             "dense": f"{args.dense_epochs} cosine epochs; reference = best validation epoch",
             "probe": f"{args.probe_size} training images", "seeds": args.seeds, "threads": 1, "device": "cpu",
-            "torch": torch.__version__, "python": sys.version.split()[0], "cpu": platform.processor() or platform.machine(),
+            "torch": torch.__version__, "python": sys.version.split()[0],
+            "cpu": platform.processor() or platform.machine(),
             "bench_wall_seconds": round(time.perf_counter() - start, 1),
             "command": COMMAND + (" --quick" if args.quick else "")}
     write_json_atomic(args.out / "figures.json", {"meta": meta, "figures": fig, "seeds": seeds})

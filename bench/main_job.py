@@ -46,7 +46,8 @@ def against_fixed(config, runs: Path) -> dict:
         incop, baseline = (totals(load_records(run_pruning(validate(r), runs))) for r in (raw, fixed))
         rows.append({"seed": seed, "incop_epochs": incop["retrain_epochs"], "fixed_epochs": baseline["retrain_epochs"],
                      "incop_test_acc": incop["final_test_acc"], "fixed_test_acc": baseline["final_test_acc"],
-                     "incop_remaining": incop["final_remaining_fraction"], "fixed_remaining": baseline["final_remaining_fraction"],
+                     "incop_remaining": incop["final_remaining_fraction"],
+                     "fixed_remaining": baseline["final_remaining_fraction"],
                      "P3_check_share": incop["flow_share"], "incop_pruning_wall_s": incop["pruning_wall_seconds"],
                      "fixed_pruning_wall_s": baseline["pruning_wall_seconds"]})
     out = {"per_seed": rows,
@@ -67,22 +68,26 @@ def figures(export: dict, bench: dict, published: str, reasons: dict, records: l
     for name, entry in arts.items():
         variants[name] = {"val_acc": entry["val_accuracy"], "test_acc": entry["accuracy"],
                           "test_delta_pp": 100 * (entry["accuracy"] - dense["accuracy"]),
-                          "sizes": entry["sizes"], "zstd_ratio_vs_dense": dense["sizes"]["zstd"] / entry["sizes"]["zstd"],
-                          "p50_ms": {p: r["models"][name]["p50_ms"] for p, r in bench["profiles"].items() if name in r["models"]},
+                          "sizes": entry["sizes"],
+                          "zstd_ratio_vs_dense": dense["sizes"]["zstd"] / entry["sizes"]["zstd"],
+                          "p50_ms": {p: r["models"][name]["p50_ms"] for p, r in bench["profiles"].items()
+                                     if name in r["models"]},
                           "speedup_p50": {p: r["models"][name].get("speedup_p50") for p, r in bench["profiles"].items()
                                           if name in r["models"]},
                           "why": reasons.get(name)}
     chosen = variants[published]
     out = {"published": published, "edge_1t_speedup": chosen["speedup_p50"].get("edge-1t"),
            "cpu_2t_speedup": chosen["speedup_p50"].get("cpu-2t"), "size_ratio_zstd": chosen["zstd_ratio_vs_dense"],
-           "test_loss_pp": -chosen["test_delta_pp"], "test_images": export["test_images"], "val_images": export.get("val_images"),
+           "test_loss_pp": -chosen["test_delta_pp"], "test_images": export["test_images"],
+           "val_images": export.get("val_images"),
            "dense": dense_plateau(records), "variants": variants, "wall_minutes": wall / 60,
            "retrain_epochs": sum(r["epochs"] for r in records[1:]), "iterations": len(records) - 1,
            "remaining_fraction": records[-1]["remaining_fraction"]}
     out["meets"] = {"edge_speedup": (out["edge_1t_speedup"] or 0) >= TARGETS["edge_speedup"],
                     "size_ratio": out["size_ratio_zstd"] >= TARGETS["size_ratio"],
                     "test_loss_pp": out["test_loss_pp"] <= TARGETS["test_loss_pp"],
-                    "dense_plateau": out["dense"]["plateaued"], "wall_minutes": out["wall_minutes"] <= TARGETS["wall_minutes"]}
+                    "dense_plateau": out["dense"]["plateaued"],
+                    "wall_minutes": out["wall_minutes"] <= TARGETS["wall_minutes"]}
     return out
 
 
@@ -111,9 +116,11 @@ def main(argv=None) -> int:
     published, reasons = explain_choice(export, bench, params.publish_variant, params.publish_profile)
     out = figures(export, bench, published, reasons, load_records(run), wall)
     out["against_fixed"] = against_fixed(params.run, args.runs)
-    out.update({"config": params.run.model_dump(mode="json"), "profiles": params.profiles, "bench_rounds": params.bench_rounds,
-                "system": bench["system"], "note": "wall_minutes counts only stages this invocation ran (finished ones are reused); "
-                "delete the work folder for a cold run.", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    out.update({"config": params.run.model_dump(mode="json"), "profiles": params.profiles,
+                "bench_rounds": params.bench_rounds, "system": bench["system"],
+                "note": "wall_minutes counts only stages this invocation ran (finished ones are reused); "
+                "delete the work folder for a cold run.",
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     write_json_atomic(args.out, out)
     print(result["summary"])
     print(f"published {published}: edge-1t {out['edge_1t_speedup']:.2f}x, cpu-2t {out['cpu_2t_speedup']:.2f}x, "
@@ -122,7 +129,8 @@ def main(argv=None) -> int:
     fixed = out["against_fixed"]
     print(f"against fixed epochs (seeds {list(SEEDS)}): epochs x{fixed['epochs_ratio_to_fixed']:.3f}, test "
           f"{fixed['acc_vs_fixed_pp']['mean']:+.2f} pp [{fixed['acc_vs_fixed_pp']['low']:+.2f}, "
-          f"{fixed['acc_vs_fixed_pp']['high']:+.2f}], check share {100 * fixed['P3_check_share']:.2f} %; {fixed['meets']}")
+          f"{fixed['acc_vs_fixed_pp']['high']:+.2f}], check share {100 * fixed['P3_check_share']:.2f} %; "
+          f"{fixed['meets']}")
     print(f"meets: {out['meets']}\nwrote {args.out}")
     return 0
 

@@ -107,15 +107,18 @@ def main(argv=None) -> int:
             loop(torch.Generator().manual_seed(r + 1))
             sync(device)
             seconds[name].append(time.perf_counter() - start)
-        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {len(data.train) / s[-1]:.0f} img/s" for n, s in seconds.items()),
+        print(f"round {r + 1}/{args.rounds}: "
+              + ", ".join(f"{n} {len(data.train) / s[-1]:.0f} img/s" for n, s in seconds.items()),
               flush=True)
     rate = {name: len(data.train) / statistics.median(s) for name, s in seconds.items()}
     result = {"model": args.model, "device": str(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "threads": torch.get_num_threads(), "batch": args.batch, "images_per_pass": len(data.train),
-              "rounds": args.rounds, "precision": "bf16 autocast, channels_last" if device.type == "cuda" else "float32",
+              "rounds": args.rounds,
+              "precision": "bf16 autocast, channels_last" if device.type == "cuda" else "float32",
               "images_per_second_median": rate, "seconds": seconds,
-              "P7_masked": rate["masked"] / rate["plain"], "P7": rate["masked+monitor"] / rate["plain"], "target": TARGET,
+              "P7_masked": rate["masked"] / rate["plain"], "P7": rate["masked+monitor"] / rate["plain"],
+              "target": TARGET,
               "monitor_seconds": monitor.seconds,
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     result["meets"] = result["P7"] >= TARGET

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Optional
 from uuid import UUID
 
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
+                               update_progress_artifact)
 
 from incop_core.imp import paths
 from incop_core.imp.config import RunConfig
@@ -93,16 +94,19 @@ class PruneProgress:
 def publish_tables(records: list[dict], bench_rows: list[dict]) -> None:
     create_table_artifact(key="prune-iterations", table=iteration_rows(records),
                           description="Remaining weights, epochs, stop reason and accuracy per iteration.")
-    create_table_artifact(key="benchmark", table=bench_rows, description="onnxruntime latency and size per variant and profile.")
+    create_table_artifact(key="benchmark", table=bench_rows, description="onnxruntime latency and size per variant and "
+                                                                         "profile.")
 
 
 def publish_summary(markdown: str, files: list[Path]) -> None:
     """The summary and, in one more markdown artifact, the plots embedded inline: the UI renders them itself,
     whereas file:// links to the worker's disk are blocked by browsers and point nowhere off the worker."""
-    create_markdown_artifact(key="prune-and-export-summary", markdown=markdown, description="Gains against the dense model.")
+    create_markdown_artifact(key="prune-and-export-summary", markdown=markdown,
+                             description="Gains against the dense model.")
     if files:
         create_markdown_artifact(key="prune-and-export-plots", markdown=plots_markdown(files),
-                                 description="Accuracy, retraining epochs, remaining weights and wall time per iteration.")
+                                 description="Accuracy, retraining epochs, remaining weights and wall time per "
+                                             "iteration.")
 
 
 def publish_parameters(params: dict, changed: dict, origin: str) -> None:

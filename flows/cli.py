@@ -15,20 +15,17 @@ DEFAULT_UI = "http://127.0.0.1:4200"
 def load_params(config: Optional[Path], overrides: List[str]):
     """PipelineParams: the defaults, then a JSON/TOML file, then each --set KEY=VALUE, each merged onto the last
     (a partial section keeps the rest; the same model the UI form shows), validated once at the end."""
-    from incop_core.cli.main import _parse_value
+    from incop_core.foundations.rawconfig import parse_override
     from incop_core.imp.config import read_config_file, set_dotted
-    from incop_core.foundations.errors import ConfigError
 
     from .params import PipelineParams, deep_merge, validated
 
     raw = deep_merge(PipelineParams().model_dump(mode="json"), read_config_file(config) if config else {})
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set needs KEY=VALUE (got {item!r}), for example --set run.prune.iterations=3")
-        key, value = item.split("=", 1)
-        set_dotted(copy.deepcopy(raw), key.strip(), None)  # a key into a single value is one sentence
+        key, value = parse_override(item, "run.prune.iterations=3")
+        set_dotted(copy.deepcopy(raw), key, None)  # a key into a single value is one sentence
         change: dict[str, Any] = {}
-        set_dotted(change, key.strip(), _parse_value(value))
+        set_dotted(change, key, value)
         raw = deep_merge(raw, change)
     return validated(raw)
 
@@ -38,7 +35,8 @@ def ui_location() -> str:
     if api:
         return f"Prefect UI: {api.removesuffix('/api')}"
     return (f"Prefect UI: this run used Prefect's embedded local server; its runs are kept in "
-            f"{os.environ.get('PREFECT_HOME', '~/.prefect')}. Run `prefect server start` and open {DEFAULT_UI} to see them.")
+            f"{os.environ.get('PREFECT_HOME', '~/.prefect')}. Run `prefect server start` and open {DEFAULT_UI} "
+            "to see them.")
 
 
 SERVER_START_SECONDS = "240"  # a fresh PREFECT_HOME migrates its database first; busy machines are slow
@@ -82,8 +80,10 @@ def unused_storage(params) -> Optional[str]:
 
 def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> None:
     @app.command()
-    def pipeline(config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON or TOML pipeline parameters."),
-                 set_: List[str] = typer.Option([], "--set", help="Override a parameter: --set run.prune.iterations=3")) -> None:
+    def pipeline(config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                                       help="JSON or TOML pipeline parameters."),
+                 set_: List[str] = typer.Option([], "--set",
+                                                help="Override a parameter: --set run.prune.iterations=3")) -> None:
         """Run the whole prune-and-export flow: finetune, prune, validate, export, benchmark, publish, report."""
         outputs: dict[str, Path] = {}  # filled once the parameters are read, for the sentence of an unwritable path
 
@@ -98,8 +98,9 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
             result = _run_flow(params)
             typer.echo(result["summary"])
             typer.echo(f"Results: {result['run']} (report in {result['report']})")
+            kept = "" if result["promoted"] else " (devices follow stable; see the summary)"
             typer.echo(f"Published: {result['name']} version {result['version']} in {params.registry}, on channel "
-                       f"{result['channel']}" + ("" if result["promoted"] else " (devices follow stable; see the summary)"))
+                       f"{result['channel']}{kept}")
             typer.echo(ui_location())
 
         guarded(go, outputs)

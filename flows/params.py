@@ -24,16 +24,18 @@ def default_run() -> RunConfig:
     iterations: a third already costs 1.3-1.9 pp of validation accuracy with fixed 5-epoch retraining, past the publish
     rule's 1 pp (bench/results/compare_structured/). A 1024-image probe: each consistency check is one forward pass over
     it, 1.7 % of a 20,000-image training epoch (2048 images cost 3.3 %), and resolves 0.26 % disagreement."""
-    return validate({"data": {"name": "fashion-mnist", "train_subset": 20000, "val_size": 5000}, "model": {"name": "small-cnn"},
-                     "finetune_epochs": 15,
-                     "prune": {"iterations": 2, "scope": "layer-filter", "round_to": 8, "max_epochs": 5, "probe_size": 1024,
+    return validate({"data": {"name": "fashion-mnist", "train_subset": 20000, "val_size": 5000},
+                     "model": {"name": "small-cnn"}, "finetune_epochs": 15,
+                     "prune": {"iterations": 2, "scope": "layer-filter", "round_to": 8, "max_epochs": 5,
+                               "probe_size": 1024,
                                "schedule": {"kind": "lth", "fraction": 0.2}, "criterion": {"kind": "incop"}}})
 
 
 class PipelineParams(BaseModel):
     model_config = ConfigDict(extra="forbid", title="Pipeline parameters")
     run: RunConfig = Field(default_factory=default_run, description="What to fine-tune and how to prune it.")
-    runs_dir: str = Field("runs", min_length=1, description="Directory holding run directories (finished stages are reused).")
+    runs_dir: str = Field("runs", min_length=1, description="Directory holding run directories (finished stages are "
+                                                            "reused).")
     profiles: list[ProfileName] = Field(default_factory=lambda: ["edge-1t", "cpu-2t"], min_length=1,
                                         description="onnxruntime target profiles to benchmark.")
     bench_rounds: int = Field(15, ge=3, le=1000, description="Timed rounds per model and profile (after warm-up).")
@@ -42,17 +44,19 @@ class PipelineParams(BaseModel):
                             description="Name the model is published under (lowercase, digits, . _ -).")
     publish_variant: Literal["best", "int8", "int8-linear", "compacted", "pruned", "dense"] = Field(
         "best", description="Which exported variant to publish; best = the fastest on publish_profile whose validation "
-                            "accuracy is within 1 pp of dense and that is not slower than dense (INT8 only where it is faster).")
-    publish_profile: ProfileName = Field("edge-1t", description="Target profile whose latency chooses the published variant "
-                                                                "(must be one of profiles).")
+                            "accuracy is within 1 pp of dense and that is not slower than dense (INT8 only where it is "
+                            "faster).")
+    publish_profile: ProfileName = Field("edge-1t", description="Target profile whose latency chooses the published "
+                                                                "variant (must be one of profiles).")
     signing_key: Optional[str] = Field(None, description="Ed25519 private key file; the manifest is signed when given.")
     promote_tolerance_pp: float = Field(
-        1.0, ge=0, le=100, description="Release gate: every run publishes to the candidate channel; it moves stable only "
-                                       "if its validation accuracy is at most this many points below stable's (measured "
-                                       "on this run's validation split), its latency is not worse and its input matches.")
+        1.0, ge=0, le=100, description="Release gate: every run publishes to the candidate channel; it moves stable "
+                                       "only if its validation accuracy is at most this many points below stable's "
+                                       "(measured on this run's validation split), its latency is not worse and its "
+                                       "input matches.")
     promote_latency_slack: float = Field(
-        0.10, ge=0, le=10, description="Release gate: how much slower than stable on publish_profile (p50, as a fraction, "
-                                       "0.1 = 10 %) still counts as not worse on a shared CPU.")
+        0.10, ge=0, le=10, description="Release gate: how much slower than stable on publish_profile (p50, as a "
+                                       "fraction, 0.1 = 10 %) still counts as not worse on a shared CPU.")
     storage: Optional[str] = Field(None, description="fsspec URL where GPU and CPU workers exchange stage outputs (the "
                                    "work-pool flows only: `incop pipeline` runs every stage here and warns that it "
                                    "leaves storage unused).")
@@ -62,17 +66,18 @@ class PipelineParams(BaseModel):
     def _known_protocol(cls, value: Optional[str]) -> Optional[str]:
         unknown = unknown_protocol(value)
         if unknown:
-            raise ValueError(f"{value!r} uses the unknown storage protocol {unknown}://; use a local directory or a URL "
-                             "of an fsspec backend such as s3://, gs:// or memory://")
+            raise ValueError(f"{value!r} uses the unknown storage protocol {unknown}://; use a local directory or a "
+                             "URL of an fsspec backend such as s3://, gs:// or memory://")
         return value
 
     @model_validator(mode="after")
     def _factory_is_allowed(self) -> "PipelineParams":
         name = self.run.model.name
         if is_factory(name) and not factory_allowed(name):
-            raise ValueError(f"run.model.name {name} would import and call code on the worker, which the pipeline does only "
-                             f"for modules listed in the worker's {MODEL_MODULES_ENV} setting (comma-separated, now "
-                             f"{os.environ.get(MODEL_MODULES_ENV) or 'empty'}); add its package there or use a zoo model")
+            raise ValueError(f"run.model.name {name} would import and call code on the worker, which the pipeline does "
+                             f"only for modules listed in the worker's {MODEL_MODULES_ENV} setting (comma-separated, "
+                             f"now {os.environ.get(MODEL_MODULES_ENV) or 'empty'}); add its package there or use a zoo "
+                             "model")
         return self
 
     @model_validator(mode="after")

@@ -103,22 +103,32 @@ def first_served(merged: dict, served: dict) -> dict:
     return served
 
 
-@flow(name="prune-and-export", log_prints=True)
-@user_errors
-def prune_and_export(params: PipelineParams = PipelineParams()) -> dict:
-    """Fine-tune, prune with InCoP, validate, export ONNX, benchmark, publish, report."""
-    params, changed = resolve_params(params)
+def build_stages(params: PipelineParams) -> tuple[str, dict]:
+    """Data, fine-tune, prune, validate, export (the GPU's share): the run directory and its export manifest."""
     progress = PruneProgress.create(params.run, params.runs_dir)
     data_stage(params)
     finetune_stage(params, progress)
     run = prune_stage(params, progress)
     validate_stage(run)
-    export = export_stage(run)
+    return run, export_stage(run)
+
+
+def ship_stages(params: PipelineParams, run: str, export: dict, changed: list[str]) -> dict:
+    """Benchmark, choose the variant, publish it to `candidate`, gate it, report (the CPU's share)."""
     export_dir = str(Path(run) / "export")
     bench = benchmark_stage(export_dir, export, params.profiles, params.bench_rounds)
-    published = publish_stage(params, export_dir, export, bench)
-    release = gate_stage(params, run, export_dir, export, published, unserved_changes(changed))
     choice = explain_choice(export, bench, params.publish_variant, params.publish_profile)
+    published = publish_stage(params, export_dir, export, bench, choice[0])
+    release = gate_stage(params, run, export_dir, export, published, changed)
     result = report_stage(run, export, bench, published, choice, release)
     return {"run": run, "registry": params.registry, "name": published["name"], "version": published["version"],
             "channel": release["channel"], "promoted": release["promoted"], **result}
+
+
+@flow(name="prune-and-export", log_prints=True)
+@user_errors
+def prune_and_export(params: PipelineParams = PipelineParams()) -> dict:
+    """Fine-tune, prune with InCoP, validate, export ONNX, benchmark, publish, report."""
+    params, changed = resolve_params(params)
+    run, export = build_stages(params)
+    return ship_stages(params, run, export, unserved_changes(changed))

@@ -1,5 +1,5 @@
-"""The pipeline split across work pools: GPU stages (finetune, prune, export) on `gpu`, benchmark and
-publish on `cpu`, composed by a parent flow through `run_deployment`, exchanging an fsspec URI."""
+"""The pipeline split across work pools: the same stages as `prune-and-export` (flows/pipeline.py's build_stages on
+`gpu`, ship_stages on `cpu`), composed by a parent flow through `run_deployment`, exchanging an fsspec URI."""
 
 from __future__ import annotations
 
@@ -14,16 +14,13 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType, F
 from prefect.client.schemas.objects import Artifact, FlowRun
 from prefect.deployments import run_deployment
 
-from deploy.pipeline.summary import explain_choice
 from deploy.pipeline.transfer import download_tree, upload_tree
 from incop_core.foundations.errors import ConfigError, IncopError
 
-from .artifacts import PruneProgress
 from .params import PipelineParams
 from .failures import user_errors
-from .pipeline import effective_params, report_stage, resolve_params, unserved_changes
-from .tasks import (benchmark_stage, gate_stage, data_stage, export_stage, finetune_stage, prune_stage, publish_stage,
-                    validate_stage)
+from .pipeline import build_stages, effective_params, resolve_params, ship_stages, unserved_changes
+from .tasks import export_stage
 
 GPU_DEPLOYMENT = "gpu-stages/gpu-stages"
 CPU_DEPLOYMENT = "cpu-stages/cpu-stages"
@@ -41,12 +38,7 @@ def stage_uri(params: PipelineParams) -> str:
 def gpu_stages(params: PipelineParams) -> str:
     """Data, fine-tune, prune, validate and export on the GPU worker; uploads the run to `storage`."""
     params = effective_params(params)
-    progress = PruneProgress.create(params.run, params.runs_dir)
-    data_stage(params)
-    finetune_stage(params, progress)
-    run = prune_stage(params, progress)
-    validate_stage(run)
-    export_stage(run)
+    run, _ = build_stages(params)
     return upload_tree(Path(run), stage_uri(params))
 
 
@@ -58,12 +50,7 @@ def cpu_stages(params: PipelineParams, source: str, changed: Optional[list[str]]
     params, own = resolve_params(params)
     changed = unserved_changes(own) if changed is None else changed
     run = download_tree(source, Path(params.runs_dir) / params.run.config_hash())
-    export = export_stage(str(run))
-    bench = benchmark_stage(str(run / "export"), export, params.profiles, params.bench_rounds)
-    published = publish_stage(params, str(run / "export"), export, bench)
-    release = gate_stage(params, str(run), str(run / "export"), export, published, changed)
-    choice = explain_choice(export, bench, params.publish_variant, params.publish_profile)
-    return report_stage(str(run), export, bench, published, choice, release)
+    return ship_stages(params, str(run), export_stage(str(run)), changed)
 
 
 class ChildFailed(IncopError):
@@ -110,4 +97,5 @@ def prune_and_export_pools(params: PipelineParams) -> dict:
     payload = {"params": params.model_dump(mode="json")}
     gpu = run_child(GPU_DEPLOYMENT, payload)
     cpu = run_child(CPU_DEPLOYMENT, {**payload, "source": stage_uri(params), "changed": unserved_changes(changed)})
-    return {"source": stage_uri(params), "gpu_run": str(gpu.id), "cpu_run": str(cpu.id), "summary": show_child_result(cpu)}
+    return {"source": stage_uri(params), "gpu_run": str(gpu.id), "cpu_run": str(cpu.id),
+            "summary": show_child_result(cpu)}

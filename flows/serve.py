@@ -14,10 +14,12 @@ DEPLOYMENT = "nightly-local"  # prune-and-export/nightly-local; prefect.yaml's w
 
 def nightly_deployment(cron: str, timezone: str, params: PipelineParams) -> RunnerDeployment:
     return prune_and_export.to_deployment(
-        name=DEPLOYMENT, schedules=[Cron(cron, timezone=timezone)], parameters={"params": params.model_dump(mode="json")},
-        description=f"Nightly prune-and-export at `{cron}` ({timezone}; the schedule badge shows the time without its zone): "
-                    "fine-tune, InCoP pruning, ONNX export, benchmark, publish to `candidate`, promote to `stable` "
-                    "through the release gate. Runs execute while `incop serve` runs; stopping it pauses this deployment.",
+        name=DEPLOYMENT, schedules=[Cron(cron, timezone=timezone)],
+        parameters={"params": params.model_dump(mode="json")},
+        description=f"Nightly prune-and-export at `{cron}` ({timezone}; the schedule badge shows the time without its "
+                    "zone): fine-tune, InCoP pruning, ONNX export, benchmark, publish to `candidate`, promote to "
+                    "`stable` through the release gate. Runs execute while `incop serve` runs; stopping it pauses this "
+                    "deployment.",
         tags=["incop", "nightly"])
 
 

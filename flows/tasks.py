@@ -18,7 +18,7 @@ from deploy.export.runload import load_run, normalised
 from deploy.pipeline.gate import CANDIDATE, STABLE, gate
 from deploy.export.run import export_run
 from deploy.export.validate import validate_sparsity
-from deploy.pipeline.summary import cached_benchmark, explain_choice, published_metrics
+from deploy.pipeline.summary import cached_benchmark, published_metrics
 from incop_core.imp import paths
 from incop_core.datasets.data import describe
 from incop_core.imp.rundir import LOCK_WAIT_SECONDS, load_records
@@ -89,8 +89,8 @@ def benchmark_stage(export_dir: str, export: dict, profiles: list[str], rounds: 
 
 
 @stage(cache_policy=NO_CACHE)
-def publish_stage(params: PipelineParams, export_dir: str, export: dict, bench: dict) -> dict:
-    chosen, _ = explain_choice(export, bench, params.publish_variant, params.publish_profile)
+def publish_stage(params: PipelineParams, export_dir: str, export: dict, bench: dict, chosen: str) -> dict:
+    """Publish the variant the flow chose (explain_choice, once per run) to the `candidate` channel."""
     spec = {"mean": export["input_spec"]["mean"], "std": export["input_spec"]["std"]}
     published = publish(params.registry, params.model_name, Path(export_dir) / export["artifacts"][chosen]["file"],
                         metrics={**published_metrics(export, bench, chosen), "variant": chosen}, input_spec=spec,
@@ -104,16 +104,19 @@ def publish_stage(params: PipelineParams, export_dir: str, export: dict, bench: 
 @stage(cache_policy=NO_CACHE)
 def gate_stage(params: PipelineParams, run: str, export_dir: str, export: dict, published: dict,
                changed: list[str]) -> dict:
-    """Promote the candidate to `stable` when it passes the gate against the current stable (deploy/pipeline/gate.py)."""
+    """Promote the candidate to `stable` when it passes the gate against the current stable
+    (deploy/pipeline/gate.py)."""
     loaded = load_run(Path(run))
     images, labels = normalised(loaded.data.val, loaded.data)
     key = load_private_key(params.signing_key) if params.signing_key else None
-    verdict = gate(params.registry, params.model_name, published, Path(export_dir) / export["artifacts"][published["metrics"]["variant"]]["file"],
+    verdict = gate(params.registry, params.model_name, published,
+                   Path(export_dir) / export["artifacts"][published["metrics"]["variant"]]["file"],
                    export["input_spec"], (images.numpy(), labels.numpy()), params.publish_profile, params.bench_rounds,
                    params.promote_tolerance_pp, params.promote_latency_slack, changed,
                    public_key=key.public_key() if key is not None else None)
     if verdict.promote:
-        promote(params.registry, params.model_name, published["version"], channel=STABLE, private_key=params.signing_key)
+        promote(params.registry, params.model_name, published["version"], channel=STABLE,
+                private_key=params.signing_key)
     print(f"release gate: {verdict.reason}")
     return {"promoted": verdict.promote, "channel": STABLE if verdict.promote else CANDIDATE, "reason": verdict.reason,
             "figures": verdict.figures}

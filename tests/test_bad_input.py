@@ -7,7 +7,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,8 @@ TINY = ["--dataset", "synthetic", "--iterations", "1", "--max-epochs", "1", "--f
         "--set", "data.synthetic_size=64", "--set", "prune.probe_size=32", "--set", "model.width=8",
         "--set", "data.image_size=16"]
 # A sentence names its fix with one of these verbs ("use --device cpu", "fix it in the config file", ...).
-FIX_WORDS = re.compile(r"\b(choose|fix|pass|use|install|reinstall|check|remove|lower|list|wait|delete|point|must|needs?)\b",
+FIX_WORDS = re.compile(r"\b(choose|fix|pass|use|install|reinstall|check|remove|lower|list|wait|delete|point"
+                       r"|must|needs?)\b",
                        re.IGNORECASE)
 
 

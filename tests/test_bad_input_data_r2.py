@@ -95,7 +95,8 @@ def _file(name: str, write):
     (_file("c.json", lambda p: p.write_text(_nested(4000))), ["nests too deeply", "fix the file"]),
     (_file("c.toml", lambda p: p.write_text("a = " + "[" * 4000 + "]" * 4000)), ["nests too deeply"]),
     (_file("c.json", lambda p: p.write_text(_nested(50))), ["more than 32 levels deep", "prune.prune.prune"]),
-    (_file("c.json", lambda p: p.write_text(json.dumps({"prune": {"probe_batch": True}}))), ["prune.probe_batch", "a boolean"]),
+    (_file("c.json", lambda p: p.write_text(json.dumps({"prune": {"probe_batch": True}}))),
+     ["prune.probe_batch", "a boolean"]),
     (_file("c.json", os.mkfifo), ["is a FIFO (named pipe), not a file"]),
     (_file("c.json", os.mkdir), ["is a directory, not a file"]),
 ], ids=["json-4000-deep", "toml-4000-deep", "50-deep", "probe-batch-true", "fifo", "directory"])
@@ -161,7 +162,8 @@ def _nan_labels(root: Path) -> None:
     (lambda r: _idx_file(r / "train-images-idx3-ubyte", np.full((40, 28, 28), 900), 0x0B, ">i2"),
      ["train-images-idx3-ubyte", "int16 pixels", "unsigned bytes"]),
     (lambda r: write_idx(r / "t10k-images-idx3-ubyte", np.zeros((12, 32, 32), np.uint8)), ["1x32x32", "1x28x28"]),
-    (lambda r: _replace(r / "train-images-idx3-ubyte", os.mkdir), ["train-images-idx3-ubyte is a directory, not a file"]),
+    (lambda r: _replace(r / "train-images-idx3-ubyte", os.mkdir),
+     ["train-images-idx3-ubyte is a directory, not a file"]),
     (lambda r: _replace(r / "train-labels-idx1-ubyte", os.mkfifo), ["train-labels-idx1-ubyte is a FIFO (named pipe)"]),
 ], ids=["nan-labels", "int16-images", "test-32-train-28", "directory-for-file",
                              "fifo-for-file"])
@@ -191,7 +193,8 @@ def image_tree(root: Path, per_class: int = 3) -> Path:
         for label, name in enumerate(("cat", "dog")):
             (root / split / name).mkdir(parents=True)
             for i in range(per_class):
-                Image.fromarray(np.full((8, 8, 3), 100 * label + 30 * i, np.uint8)).save(root / split / name / f"{i}.png")
+                Image.fromarray(np.full((8, 8, 3), 100 * label + 30 * i, np.uint8)).save(
+                    root / split / name / f"{i}.png")
     return root
 
 
@@ -201,12 +204,15 @@ def _png_header(path: Path, width: int, height: int) -> None:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+                     + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("damage, mentions", [
-    (lambda r: os.symlink("..", r / "train" / "cat" / "again"), ["train/cat/again", "symbolic link loop", "remove the link"]),
-    (lambda r: os.symlink(r / "train" / "cat" / "0.png", r / "test" / "dog" / "9.png"), ["same image file", "remove one"]),
+    (lambda r: os.symlink("..", r / "train" / "cat" / "again"),
+     ["train/cat/again", "symbolic link loop", "remove the link"]),
+    (lambda r: os.symlink(r / "train" / "cat" / "0.png", r / "test" / "dog" / "9.png"),
+     ["same image file", "remove one"]),
     (lambda r: _png_header(r / "train" / "cat" / "big.png", 20000, 20000), ["big.png", "too large to decode safely"]),
 ], ids=["symlink-loop", "train-image-linked-into-test", "decompression-bomb"])
 def test_imagefolder_trees_that_would_mislead_training(tmp_path, damage, mentions):
@@ -231,8 +237,8 @@ def test_hidden_folders_and_files_are_skipped(tmp_path):
 
 
 def test_download_without_a_network(tmp_path):
-    outcome = run_incop("prune", *FAST, "--dataset", "mnist", "--data-root", tmp_path / "data", "--set", "data.download=true",
-                        "--runs-dir", tmp_path / "runs", env=NO_NETWORK)
+    outcome = run_incop("prune", *FAST, "--dataset", "mnist", "--data-root", tmp_path / "data",
+                        "--set", "data.download=true", "--runs-dir", tmp_path / "runs", env=NO_NETWORK)
     expect_user_error(outcome, "could not download", "check the network", "data.download=false")
 
 

@@ -88,7 +88,8 @@ def test_model_weights_given_as_a_list(tmp_path, where):
 def test_weights_of_another_width_are_refused(tmp_path, runs):
     weights = tmp_path / "w8.pt"
     torch.save(wider(runs[1]).state_dict(), weights)
-    outcome = run_incop("prune", "--config", config_file(tmp_path, weights=str(weights)), "--runs-dir", tmp_path / "new")
+    outcome = run_incop("prune", "--config", config_file(tmp_path, weights=str(weights)),
+                        "--runs-dir", tmp_path / "new")
     expect_user_error(outcome, str(weights), "features.0.weight", "(8, 1, 3, 3)")
 
 
@@ -97,7 +98,8 @@ def test_weights_with_a_missing_key_are_refused(tmp_path, runs):
     del state["features.1.weight"]
     weights = tmp_path / "partial.pt"
     torch.save(state, weights)
-    outcome = run_incop("prune", "--config", config_file(tmp_path, weights=str(weights)), "--runs-dir", tmp_path / "new")
+    outcome = run_incop("prune", "--config", config_file(tmp_path, weights=str(weights)),
+                        "--runs-dir", tmp_path / "new")
     expect_user_error(outcome, str(weights), "features.1.weight is missing")
 
 
@@ -106,7 +108,8 @@ def test_non_finite_weights_are_named_before_training(tmp_path, runs):
     state["classifier.0.weight"][0, 0] = float("nan")
     weights = tmp_path / "nan.pt"
     torch.save(state, weights)
-    outcome = run_incop("prune", "--config", config_file(tmp_path, weights=str(weights)), "--runs-dir", tmp_path / "new")
+    outcome = run_incop("prune", "--config", config_file(tmp_path, weights=str(weights)),
+                        "--runs-dir", tmp_path / "new")
     sentence = expect_user_error(outcome, str(weights), "NaN", "classifier.0.weight", "before any training")
     assert "learning rate" not in sentence
 
@@ -200,7 +203,8 @@ def test_a_full_disk_names_the_file_being_written(tmp_path):
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(FULL_DISK)  # every fsync fails as on a full disk
     outcome = run_incop("prune", "--config", config_file(tmp_path), "--runs-dir", tmp_path / "runs",
-                        env={"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "site"), os.environ.get("PYTHONPATH")]))})
+                        env={"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "site"),
+                                                                         os.environ.get("PYTHONPATH")]))})
     hash_ = validate(RAW).config_hash()
     expect_user_error(outcome, f"cannot write {tmp_path / 'runs' / hash_ / paths.CONFIG}", "disk is full")
 

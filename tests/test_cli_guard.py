@@ -1,4 +1,5 @@
-"""One guard for the whole CLI: an expected failure is one sentence naming the fix and exit 2, a bug keeps its traceback.
+"""One guard for the whole CLI: an expected failure is one sentence naming the fix and exit 2, a bug keeps its
+traceback.
 
 /sys/... is the path nobody may write, root included (EPERM, EACCES or EROFS depending on the machine): tests run as
 root in CI, where chmod'ed folders stay writable."""
@@ -160,7 +161,8 @@ def test_installed_keys_generate_into_a_file(a_file):
 
 def test_installed_report_of_a_corrupt_record(run_copy):
     (paths.iteration_dir(run_copy, 1) / paths.RECORD).write_text("{not json")
-    expect_user_error(run_incop("report", run_copy), "record.json", "corrupt", f"delete {paths.iteration_dir(run_copy, 1)}")
+    expect_user_error(run_incop("report", run_copy), "record.json", "corrupt",
+                      f"delete {paths.iteration_dir(run_copy, 1)}")
 
 
 def test_installed_publish_with_long_inline_metrics(tmp_path):
@@ -200,7 +202,8 @@ def test_prune_on_a_full_disk(monkeypatch, tmp_path):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(incop_core.imp.rundir, "write_json_atomic", full)
-    assert_user_error(invoke("prune", *TINY, "--runs-dir", tmp_path / "runs"), "disk is full", "free space", "--runs-dir")
+    assert_user_error(invoke("prune", *TINY, "--runs-dir", tmp_path / "runs"), "disk is full", "free space",
+                      "--runs-dir")
 
 
 def test_export_into_a_read_only_or_file_out(finished_run, a_file):

@@ -41,7 +41,8 @@ def test_t_quantile_is_the_975_point_of_the_student_t(df):
 def test_t_interval_on_hand_numbers():
     s = t_interval([1.0, 2.0, 3.0, 4.0, 5.0])  # sd sqrt(2.5), se 0.7071, t_4 = 2.7764
     assert s["mean"] == 3.0 and s["n"] == 5
-    assert s["low"] == pytest.approx(3 - 2.7764 * math.sqrt(2.5 / 5)) and s["high"] == pytest.approx(3 + 1.96317, abs=1e-4)
+    assert (s["low"] == pytest.approx(3 - 2.7764 * math.sqrt(2.5 / 5))
+            and s["high"] == pytest.approx(3 + 1.96317, abs=1e-4))
     assert t_interval([0.7]) == {"mean": 0.7, "low": None, "high": None, "n": 1, "values": [0.7]}
     assert t_interval([])["mean"] is None
 
@@ -57,7 +58,8 @@ def run_records(accs: list[float], epochs: float, path=(1.0, 0.6, 0.3)) -> dict:
 
 def test_summary_pairs_each_method_with_sap_of_its_rewind_and_incop_with_its_matched_budget():
     records = {"sap": run_records([0.80, 0.82, 0.84], 4), "incop-kl": run_records([0.81, 0.82, 0.86], 1),
-               "matched-incop-kl": run_records([0.79, 0.80, 0.83], 1), "sap@previous": run_records([0.70, 0.70, 0.70], 2),
+               "matched-incop-kl": run_records([0.79, 0.80, 0.83], 1),
+               "sap@previous": run_records([0.70, 0.70, 0.70], 2),
                "incop-kl@previous": run_records([0.71, 0.71, 0.71], 1, path=(1.0, 0.6, 0.301))}
     s = summarise(records)
     assert s["incop-kl"]["epochs_ratio_to_source"] == pytest.approx(0.25)
@@ -111,7 +113,8 @@ def test_plan_runs_the_source_first_sap_under_every_rewind_and_matched_after_its
         plan(["matched-incop-kl"], ["finetuned"])
     with pytest.raises(ConfigError, match="unknown rewinds"):
         plan(["sap"], ["latest"])
-    assert {f"incop-{d}" for d in DISTANCES.names()} | {"incop-if", "incop-gf", "matched-incop-kl"} <= set(method_names())
+    assert ({f"incop-{d}" for d in DISTANCES.names()} | {"incop-if", "incop-gf", "matched-incop-kl"}
+            <= set(method_names()))
     assert cli.DISTANCE_NAMES.split(", ") == DISTANCES.names()
     assert cli.COMPARE_METHODS.split(",") == list(DEFAULT_METHODS) and set(DEFAULT_METHODS) <= set(method_names())
 
@@ -131,7 +134,8 @@ def test_compare_follows_sap_trajectory_under_both_rewinds_matches_budgets_and_r
                  "matched-incop-if@previous"]
     assert data["source"] == "sap"
     assert data["labels"] == ["sap", "lth", "incop-if", "final-only", "one-shot", "sap@previous", "lth@previous",
-                              "incop-if@previous", "matched-incop-if", "matched-incop-if@previous"], "final-only, one-shot: once"
+                              "incop-if@previous", "matched-incop-if", "matched-incop-if@previous"], \
+        "final-only, one-shot: once"
     assert data["identical_remaining"] == {"max_abs_diff_pp": 0.0, "labels": followers, "final_max_abs_diff_pp": 0.0}, \
         "lth keeps its own schedule; one-shot reaches the same final survivors in one step"
     records, summary = data["records"], data["summary"]
@@ -176,9 +180,12 @@ def test_bench_figures_judge_each_incop_method_per_rewind_and_read_discriminatio
     path = (0.1, 0.05, 0.02, 0.01)
     records = {"sap": run_records([0.80, 0.82, 0.84], 10, path), "incop-kl": run_records([0.805, 0.82, 0.84], 2, path),
                "matched-incop-kl": run_records([0.79, 0.81, 0.83], 2, path),
-               "final-only": run_records([0.80, 0.82, 0.84], 10 / 3, path), "one-shot": run_records([0.78, 0.80, 0.80], 10, (1.0, 0.01)),
-               "sap@previous": run_records([0.80, 0.80, 0.80], 10, path), "incop-kl@previous": run_records([0.70, 0.71, 0.72], 2, path)}
-    (tmp_path / "d.json").write_text(json.dumps({"figures": {"per_signal": {"kl": {"auroc": {"mean": 0.97}, "spearman": 0.8}}}}))
+               "final-only": run_records([0.80, 0.82, 0.84], 10 / 3, path),
+               "one-shot": run_records([0.78, 0.80, 0.80], 10, (1.0, 0.01)),
+               "sap@previous": run_records([0.80, 0.80, 0.80], 10, path),
+               "incop-kl@previous": run_records([0.70, 0.71, 0.72], 2, path)}
+    (tmp_path / "d.json").write_text(json.dumps(
+        {"figures": {"per_signal": {"kl": {"auroc": {"mean": 0.97}, "spearman": 0.8}}}}))
     disc = bench.discrimination(tmp_path / "d.json")
     assert disc == {"kl": {"auroc": 0.97, "spearman": 0.8}} and bench.discrimination(tmp_path / "none.json") == {}
     summary = summarise(records)
@@ -186,11 +193,15 @@ def test_bench_figures_judge_each_incop_method_per_rewind_and_read_discriminatio
     fig = bench.figures({"summary": summary, "rewinds": ["finetuned", "previous"]}, ["kl"], disc)
     kl, previous = fig["incop-kl"], fig["incop-kl@previous"]
     assert kl["P1_epochs_ratio"] == pytest.approx(0.2) and kl["discrimination_auroc"] == 0.97
-    assert kl["epochs_ratio_to_final_only"] == pytest.approx(0.6) and kl["P1d_vs_one_shot_pp"]["mean"] == pytest.approx((2.5 + 2.0 + 4.0) / 3)
-    assert kl["meets"] == {"P1": True, "P1b": True, "P1c": True, "identical": True, "deep": True, "P2": True, "P3": True}
+    assert (kl["epochs_ratio_to_final_only"] == pytest.approx(0.6)
+            and kl["P1d_vs_one_shot_pp"]["mean"] == pytest.approx((2.5 + 2.0 + 4.0) / 3))
+    assert kl["meets"] == {"P1": True, "P1b": True, "P1c": True, "identical": True, "deep": True, "P2": True,
+                           "P3": True}
     assert kl["P1b_vs_matched_pp"]["mean"] == pytest.approx(3.5 / 3) and kl["final_remaining_pct"] == pytest.approx(1.0)
-    assert previous["meets"]["P1"] is False and previous["meets"]["P1b"] is None and previous["P1b_vs_matched_pp"] is None
-    assert previous["P1c_vs_final_only_pp"]["mean"] == pytest.approx(-100 * (0.82 - 0.71)), "paired with the one final-only"
+    assert (previous["meets"]["P1"] is False and previous["meets"]["P1b"] is None
+            and previous["P1b_vs_matched_pp"] is None)
+    assert previous["P1c_vs_final_only_pp"]["mean"] == pytest.approx(-100 * (0.82 - 0.71)), \
+        "paired with the one final-only"
     table = bench.render(fig)
     assert "| incop-kl | 0.200 |" in table and "yes/yes/yes/yes/yes" in table
     # where intermediate retraining matters (the source beats final-only), InCoP must beat final-only too
@@ -200,14 +211,16 @@ def test_bench_figures_judge_each_incop_method_per_rewind_and_read_discriminatio
     fig = bench.figures({"summary": summary, "rewinds": ["finetuned"]}, ["kl"], disc)
     assert fig["incop-kl"]["meets"]["P1c"] is True and fig["incop-kl"]["intermediate_retraining_matters"] is True
     behind = {**matters, "incop-kl": run_records([0.70, 0.74, 0.73], 2, path)}
-    assert bench.figures({"summary": summarise(behind), "rewinds": ["finetuned"]}, ["kl"], disc)["incop-kl"]["meets"]["P1c"] is False
+    assert bench.figures({"summary": summarise(behind), "rewinds": ["finetuned"]},
+                         ["kl"], disc)["incop-kl"]["meets"]["P1c"] is False
     assert bench.method_list(["kl", "cka"], ["kl"]) == ["accuracy", "final-only", "one-shot", "incop-kl", "incop-cka",
                                                         "matched-incop-kl"]
     quick = bench.parse_args(["--quick", "--signals", "kl,cka"])
     assert quick.seeds == "0" and quick.iterations == 2 and quick.matched == ["kl"]
     full = bench.base_config(bench.parse_args([]))
     assert (full.data.train_subset, full.data.val_size, full.data.test_subset) == (4000, 2000, None)
-    assert (full.prune.iterations, full.prune.max_epochs, full.prune.schedule.q, full.finetune_epochs) == (6, 10, 2.0, 15)
+    assert (full.prune.iterations, full.prune.max_epochs, full.prune.schedule.q,
+            full.finetune_epochs) == (6, 10, 2.0, 15)
     structured = bench.base_config(bench.parse_args(["--structured"]))
     main = default_run()
     assert structured.prune.iterations >= 4 and structured.prune.max_epochs == main.prune.max_epochs

@@ -147,7 +147,8 @@ def test_every_distance_is_zero_on_the_reference_positive_away_from_it_and_inf_o
     measure = DISTANCES.get(distance)
     assert measure(DENSE, DENSE) == pytest.approx(0.0, abs=1e-9)
     assert measure(FAR_SNAPSHOT, DENSE) > 0
-    broken = Snapshot(DENSE.logits * float("nan"), [f * float("nan") for f in DENSE.features], DENSE.gradients * float("nan"))
+    broken = Snapshot(DENSE.logits * float("nan"), [f * float("nan") for f in DENSE.features],
+                      DENSE.gradients * float("nan"))
     assert measure(broken, DENSE) == float("inf")
 
 
@@ -169,3 +170,18 @@ def test_registry_refuses_duplicate_names_and_lists_names():
     assert registry.names() == ["a"]
     assert {"lth", "sap"} <= set(SCHEDULES.names())
     assert {"fixed-epochs", "accuracy", "incop", "incop-if", "incop-gf"} <= set(CRITERIA.names())
+
+
+def test_every_plug_in_states_the_protocol_the_runner_asks():
+    from incop_core.criteria import CRITERIA, Criterion, CriterionSettings
+    from incop_core.pruning.schedules import SCHEDULES, Schedule
+
+    for name in CRITERIA.names():
+        config, built = CRITERIA.get(name)
+        assert issubclass(config, CriterionSettings) and issubclass(built, Criterion), name
+    for name in SCHEDULES.names():
+        assert issubclass(SCHEDULES.get(name)[1], Schedule), name
+    incop, fixed = CRITERIA.config_for("incop")(), CRITERIA.config_for("fixed-epochs")(epochs=3)
+    assert (incop.retrain_budget(5, final=False), incop.retrain_budget(5, final=True)) == (5, 10)
+    assert fixed.retrain_budget(5, final=True) == 3 and not fixed.checks_decision(final=False)
+    assert incop.checks_decision(final=False) and incop.reference_distance() == incop.distance

@@ -95,5 +95,6 @@ def test_real_fashion_mnist_finetune_reaches_80_percent_then_one_incop_iteration
                     "prune": {"iterations": 1, "max_epochs": 3, "probe_size": 512}})
     records = load_records(run_pruning(cfg, tmp_path))
     assert records[0]["test_acc"] >= 0.80
-    assert records[1]["remaining_fraction"] < 1.0 and records[1]["stop_reason"] in {"settled", "flow", "plateau", "accuracy", "max-epochs"}
+    assert (records[1]["remaining_fraction"] < 1.0
+            and records[1]["stop_reason"] in {"settled", "flow", "plateau", "accuracy", "max-epochs"})
     assert records[1]["distances"], "the IF distance curve is recorded"

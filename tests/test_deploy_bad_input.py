@@ -25,7 +25,8 @@ FIX_WORDS = re.compile(r"\b(choose|fix|pass|use|check|remove|list|wait|delete|re
 
 
 def assert_user_error(*args, mentions=()) -> str:
-    """Run the CLI in-process; expect_user_error over its output (stdout and stderr together), this module's fix words."""
+    """Run the CLI in-process; expect_user_error over its output (stdout and stderr together), this module's fix
+    words."""
     result = CliRunner().invoke(app, [str(a) for a in args])
     return expect_user_error(Outcome.of(args, result.exit_code, "", result.output), *map(str, mentions),
                              fix_words=FIX_WORDS)

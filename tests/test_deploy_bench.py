@@ -61,7 +61,8 @@ def _conv_gemm_model() -> onnx.ModelProto:
     g = numpy_helper.from_array(np.ones((10, 256), np.float32), "g")
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
              helper.make_node("Flatten", ["c"], ["f"]), helper.make_node("Gemm", ["f", "g"], ["y"], transB=1)]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 1, 8, 8])],
+    graph = helper.make_graph(nodes, "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 1, 8, 8])],
                               [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 10])], [w, g])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 

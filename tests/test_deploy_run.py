@@ -33,7 +33,8 @@ INT8_MARGIN_PP = 3.0  # INT8 test accuracy stays within this many points of its 
 def run(tmp_path_factory):
     """small-cnn on learnable synthetic images, one filter-pruning iteration: trains in a few seconds."""
     torch.set_num_threads(2)
-    cfg = validate({"data": {"name": "synthetic", "synthetic_size": 512, "image_size": 16}, "optim": {"lr": 0.05, "retrain_lr": 0.05},
+    cfg = validate({"data": {"name": "synthetic", "synthetic_size": 512, "image_size": 16},
+                    "optim": {"lr": 0.05, "retrain_lr": 0.05},
                     "model": {"width": 8}, "finetune_epochs": 3,
                     "prune": {"iterations": 1, "max_epochs": 3, "probe_size": 64, "probe_batch": 32, "scope": "filter",
                               "schedule": {"kind": "lth", "fraction": 0.5}, "criterion": {"kind": "fixed-epochs"}}})
@@ -120,7 +121,8 @@ def test_compacted_model_is_smaller_exact_and_rebuilds_from_its_spec(exported, r
     assert manifest["artifacts"]["compacted"]["parameters"] < manifest["artifacts"]["pruned"]["parameters"]
     spec = json.loads((exported.out_dir / artifacts.COMPACTED_SPEC).read_text())
     assert spec["layers"] and all("out" in layer for layer in spec["layers"].values())
-    rebuilt = load_compacted(exported.out_dir / artifacts.COMPACTED_WEIGHTS, exported.out_dir / artifacts.COMPACTED_SPEC)
+    rebuilt = load_compacted(exported.out_dir / artifacts.COMPACTED_WEIGHTS,
+                             exported.out_dir / artifacts.COMPACTED_SPEC)
     loaded = load_run(run)
     probe, _ = normalised(loaded.probe_split(), loaded.data)
     assert max_abs_difference(loaded.model(loaded.final), rebuilt, probe) <= 1e-4
@@ -140,11 +142,13 @@ def test_int8_accuracy_stays_within_the_stated_margin(exported, run):
 
 def test_int8_linear_quantises_only_the_fully_connected_layers(exported):
     arts = exported.manifest["artifacts"]
-    assert abs(arts["int8-linear"]["accuracy"] - arts[arts["int8-linear"]["quantized_from"]]["accuracy"]) * 100 <= INT8_MARGIN_PP
+    assert (abs(arts["int8-linear"]["accuracy"] - arts[arts["int8-linear"]["quantized_from"]]["accuracy"]) * 100
+            <= INT8_MARGIN_PP)
     ops = {n.op_type for n in onnx.load(str(exported.paths["int8-linear"])).graph.node}
     assert "Conv" in ops and "QuantizeLinear" in ops  # float convolutions, quantised Gemm inputs
     quantised = [n for n in onnx.load(str(exported.paths["int8-linear"])).graph.node if n.op_type == "DequantizeLinear"]
-    assert quantised and arts["int8-linear"]["sizes"]["raw"] < arts[arts["int8-linear"]["quantized_from"]]["sizes"]["raw"]
+    assert (quantised
+            and arts["int8-linear"]["sizes"]["raw"] < arts[arts["int8-linear"]["quantized_from"]]["sizes"]["raw"])
 
 
 def test_sizes_and_sparse_initializers_are_reported(exported):

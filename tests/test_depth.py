@@ -26,7 +26,8 @@ def test_zeroed_blocks_become_constant_branches_with_identical_outputs():
     x = torch.randn(8, 1, 16, 16)
     reduced, removed = reduce_depth(model)
     assert removed == ["layer1.1", "layer3.0"]
-    assert isinstance(reduced.layer1[1], ConstantBranch) and isinstance(reduced.layer3[0].downsample, torch.nn.Sequential)
+    assert (isinstance(reduced.layer1[1], ConstantBranch)
+            and isinstance(reduced.layer3[0].downsample, torch.nn.Sequential))
     with torch.no_grad():
         assert float((model(x) - reduced(x)).abs().max()) <= 1e-5
     convs = lambda m: sum(isinstance(c, torch.nn.Conv2d) for c in m.modules())  # noqa: E731

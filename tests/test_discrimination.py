@@ -103,7 +103,8 @@ def test_ladder_holds_every_checkpoint(ladder):
     assert len(ladder.dense_val) == 8 and f"dense-e{ladder.best_epoch}" not in names
     assert len(names) == len(ladder.dense_val) - 1 + 6 * 4 + 1 and "random" in names
     sparsity = {r["name"]: r["sparsity"] for r in ladder.rows}
-    assert sparsity["pruned-99-r0"] == pytest.approx(0.99, abs=1e-3) and sparsity["pruned-99-r5"] == sparsity["pruned-99-r0"]
+    assert (sparsity["pruned-99-r0"] == pytest.approx(0.99, abs=1e-3)
+            and sparsity["pruned-99-r5"] == sparsity["pruned-99-r0"])
     assert set(ladder.noise) == set(DISTANCES.names())
     assert all(np.isfinite(v) and v > 0 for v in ladder.noise.values())
 

@@ -26,7 +26,8 @@ def _port() -> int:
 
 def _run(cmd, runs_dir):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    done = subprocess.run([*cmd, *ARGS, "--runs-dir", str(runs_dir)], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*cmd, *ARGS, "--runs-dir", str(runs_dir)], env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return next(p.parent for p in runs_dir.glob("*/config.json"))
 
@@ -40,7 +41,8 @@ def test_two_gloo_processes_match_a_single_process_run(tmp_path):
     assert [r["iteration"] for r in two] == [0, 1, 2]
     assert [r["remaining"] for r in two] == [r["remaining"] for r in one]  # LTH: exact global counts
     for a, b in zip(one, two):  # the split over layers follows magnitudes, which differ in float reduction order only
-        assert all(abs(a["remaining_per_layer"][n] - b["remaining_per_layer"][n]) <= max(2, 0.01 * b["remaining_per_layer"][n])
+        assert all(abs(a["remaining_per_layer"][n] - b["remaining_per_layer"][n])
+                   <= max(2, 0.01 * b["remaining_per_layer"][n])
                    for n in b["remaining_per_layer"])
     assert set(two[1]) == set(one[1])  # the same record fields
     for t in (1, 2):

@@ -69,7 +69,8 @@ def test_egp_gives_the_budget_to_layers_with_entropy_and_prunes_half_their_survi
     images = torch.randn(64, 1, 16, 16)
     probe = lambda: [(images[i:i + 32], None) for i in (0, 32)]  # noqa: E731
     entropy = layer_entropies(model, probe)
-    assert set(entropy) == {"features.0.weight", "features.4.weight", "classifier.0.weight"}  # the classifier has no ReLU
+    # the classifier has no ReLU
+    assert set(entropy) == {"features.0.weight", "features.4.weight", "classifier.0.weight"}
     weights = {n: w.detach() for n, w in prunable_weights(model).items()}
     counts = SCHEDULES.build(SCHEDULES.config_for("egp")()).prune_counts(
         PruneState(weights, Mask.dense(model), "global", 1, model, probe))

@@ -39,7 +39,8 @@ def test_flow_runs_every_stage_and_publishes_with_artifacts(harness, tmp_path):
     result = prune_and_export(tiny_params(tmp_path))
     run = Path(result["run"])
     assert (run / "export" / "export.json").is_file() and (run / "report" / "summary.md").is_file()
-    manifest = json.loads((tmp_path / "registry" / "tiny-cnn" / "versions" / str(result["version"]) / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "registry" / "tiny-cnn" / "versions" / str(result["version"])
+                           / "manifest.json").read_text())
     assert manifest["source"]["run"] == run.name and "latency" in manifest["metrics"]
     edge = manifest["metrics"]["latency"]["edge-1t"]
     assert edge["speedup_vs_dense"] >= 1.0  # never slower than dense on the profile that chose it
@@ -48,7 +49,8 @@ def test_flow_runs_every_stage_and_publishes_with_artifacts(harness, tmp_path):
     # a direct call runs the configuration its user chose (synthetic data here, not the defaults): it may promote
     assert result["promoted"] and result["channel"] == "stable", result["summary"]
     keys = {a.key for a in asyncio.run(_artifacts())}
-    assert {"prune-progress", "prune-iterations", "benchmark", "prune-and-export-summary", "prune-and-export-plots"} <= keys
+    assert {"prune-progress", "prune-iterations", "benchmark", "prune-and-export-summary",
+            "prune-and-export-plots"} <= keys
     assert all(a.type != "link" and "file://" not in str(a.data) for a in asyncio.run(_artifacts()))  # plots inline
     progress = [a for a in asyncio.run(_artifacts()) if a.key == "prune-progress"]
     assert progress[0].data == 100.0
@@ -85,7 +87,8 @@ def test_a_rule_the_form_cannot_check_fails_the_run_with_a_state_message_naming_
             break
         assert time.monotonic() < deadline, [log.message for log in logs]
         time.sleep(0.5)
-    assert not any("Traceback" in log.message for log in logs), [log.message for log in logs if "Traceback" in log.message]
+    assert not any("Traceback" in log.message for log in logs), \
+        [log.message for log in logs if "Traceback" in log.message]
     assert not (tmp_path / "registry").exists()  # nothing was published
 
 
@@ -117,4 +120,5 @@ def test_a_stage_that_meets_a_user_error_stops_the_flow_once_without_retries(har
     assert state.is_failed() and state.message == "run.data.root is not a directory: set run.data.root"
     assert calls == ["user"]  # not retried, and the flow stopped there
     calls.clear()
-    assert two_stages("transient") == "done" and calls == ["transient", "transient", "after"]  # a bug may pass next time
+    # a bug may pass next time
+    assert two_stages("transient") == "done" and calls == ["transient", "transient", "after"]

@@ -66,7 +66,8 @@ def test_server_names_the_union_field_of_an_unknown_kind(schema):
 
 
 @pytest.mark.parametrize("criterion, expected", [
-    ({"kind": "nope"}, "params.run.prune.criterion: unknown criterion kind 'nope'; choose one of: accuracy, fixed-epochs"),
+    ({"kind": "nope"},
+     "params.run.prune.criterion: unknown criterion kind 'nope'; choose one of: accuracy, fixed-epochs"),
     ({"kind": "incop", "epsilon": 0}, "params.run.prune.criterion: epsilon should be greater than 0 or 'auto' (got 0"),
     ({"kind": "incop-if", "bogus": 1}, "params.run.prune.criterion: bogus is not a setting of this kind"),
 ], ids=["unknown-kind", "epsilon-zero", "unknown-setting"])

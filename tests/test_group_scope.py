@@ -27,7 +27,8 @@ def _randomise_norms(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def _group_prune(model: nn.Module, example: torch.Tensor, fraction: float = 0.3, scope: str = "group") -> tuple[Mask, int]:
+def _group_prune(model: nn.Module, example: torch.Tensor, fraction: float = 0.3,
+                 scope: str = "group") -> tuple[Mask, int]:
     groups = channel_groups(model, example) if scope == "group" else None
     weights = {n: w.detach() for n, w in prunable_weights(model).items()}
     mask = Mask.dense(model)
@@ -55,7 +56,8 @@ def test_group_pruning_drops_the_same_channels_in_every_writer_and_compaction_re
     mask, asked = _group_prune(model, example)
     stream = [mask.tensors[n].reshape(64, -1).any(dim=1) for n in ("conv1.weight", "layer1.0.conv2.weight",
                                                                     "layer1.1.conv2.weight")]
-    assert all(torch.equal(stream[0], other) for other in stream[1:]) and int(stream[0].sum()) == 64 - math.floor(0.3 * 64)
+    assert (all(torch.equal(stream[0], other) for other in stream[1:])
+            and int(stream[0].sum()) == 64 - math.floor(0.3 * 64))
     assert bool(mask.tensors["fc.weight"].any(dim=1).all())
     result = compact(model, example)
     assert result.channels_removed == asked and not result.carriers
@@ -99,7 +101,8 @@ def test_round_to_keeps_multiples_per_group(tiny_config):
     assert all(int(g.alive(mask).sum()) % 8 == 0 for g in groups)
 
 
-@pytest.mark.parametrize("schedule", [{"kind": "lth", "fraction": 0.3}, {"kind": "sap", "p": 1.0, "q": 2.0, "eta_r": 0.5}, {"kind": "egp"}])
+@pytest.mark.parametrize("schedule", [{"kind": "lth", "fraction": 0.3},
+                                      {"kind": "sap", "p": 1.0, "q": 2.0, "eta_r": 0.5}, {"kind": "egp"}])
 def test_a_run_in_group_scope_with_every_schedule(tiny_config, tmp_path, schedule):
     config = tiny_config(scope="group", schedule=schedule, criterion={"kind": "fixed-epochs"}, max_epochs=1)
     run = run_pruning(config, tmp_path)
@@ -131,7 +134,7 @@ def test_egp_on_a_model_without_relus_is_a_sentence_not_a_silent_no_op():
     model = build_model(ModelConfig(name="efficientnet_b0"), (1, 16, 16), 4)
     images = torch.randn(4, 1, 16, 16)
     weights = {n: w.detach() for n, w in prunable_weights(model).items()}
-    state = PruneState(weights, Mask.dense(model), "group", 1, model, lambda: [(images, torch.zeros(4, dtype=torch.long))],
-                       channel_groups(model, images))
+    state = PruneState(weights, Mask.dense(model), "group", 1, model,
+                       lambda: [(images, torch.zeros(4, dtype=torch.long))], channel_groups(model, images))
     with pytest.raises(ConfigError, match="prune.schedule lth or sap"):
         SCHEDULES.build(SCHEDULES.config_for("egp")()).prune_counts(state)

@@ -107,3 +107,83 @@ def test_no_project_file_refers_to_the_shared_folder_outside_the_repository():
     files = _project_files()
     assert ROOT / "Dockerfile" in files and ROOT / "scripts" / "bootstrap.sh" in files
     assert [str(f.relative_to(ROOT)) for f in files if needle in f.read_text(errors="replace")] == []
+
+
+# incop_core's folders, lowest first: a folder imports only from folders before it (and itself)
+CORE_LAYERS = ("foundations", "platforms", "datasets", "models", "pruning", "consistency", "criteria", "training",
+               "imp", "experiments", "cli")
+
+
+def _core_modules() -> dict[str, Path]:
+    modules = {}
+    for path in (ROOT / "incop_core").rglob("*.py"):
+        name = _module_name(path)
+        modules[name.removesuffix(".__init__")] = path
+    return modules
+
+
+def _core_graph() -> dict[str, set[str]]:
+    """Module -> the incop_core modules it imports (lazy imports too; `from pkg import mod` counts as pkg.mod)."""
+    modules = _core_modules()
+
+    def known(name: str) -> str:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {known(a.name) for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1]) if node.level else ""
+                module = ".".join(p for p in (base, node.module or "") if p)
+                found |= {known(f"{module}.{a.name}") for a in node.names}
+        graph[name] = {m for m in found if m and m != name}
+    return graph
+
+
+def test_incop_core_is_named_by_its_concepts_each_folder_saying_what_it_owns():
+    entries = {p.name for p in (ROOT / "incop_core").iterdir() if p.name != "__pycache__"}
+    assert entries == set(CORE_LAYERS) | {"__init__.py"}
+    for folder in CORE_LAYERS:
+        doc = ast.get_docstring(ast.parse((ROOT / "incop_core" / folder / "__init__.py").read_text()))
+        assert doc and "\n" not in doc, f"incop_core/{folder}/__init__.py needs a one-line docstring"
+
+
+def test_no_import_circle_inside_incop_core():
+    graph, circles = _core_graph(), []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                circles.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = 2
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    assert circles == []
+
+
+def test_no_folder_of_incop_core_imports_a_folder_above_it():
+    def layer(module: str) -> int:
+        parts = module.split(".")
+        return CORE_LAYERS.index(parts[1]) if len(parts) > 2 or parts[1] in CORE_LAYERS else -1
+
+    upward = [(src, dst) for src, targets in _core_graph().items() for dst in targets
+              if layer(dst) > layer(src) >= 0]
+    assert upward == []
+
+
+def test_the_layout_checks_see_a_circle_and_an_upward_import():
+    graph = _core_graph()
+    assert "incop_core.pruning.masks" in graph["incop_core.pruning.groups"]  # `from incop_core.pruning.masks import`
+    assert "incop_core.criteria.accuracy" in graph["incop_core.criteria"]  # `from incop_core.criteria import accuracy`

@@ -17,7 +17,8 @@ from incop_core.training.train import train
 
 def _model():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(2, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 4 * 4, 5), nn.ReLU(), nn.Linear(5, 3))
+    return nn.Sequential(nn.Conv2d(2, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 4 * 4, 5), nn.ReLU(),
+                         nn.Linear(5, 3))
 
 
 def test_mask_rejects_non_binary_values_and_wrong_shapes():
@@ -50,7 +51,8 @@ def test_masks_only_shrink_over_iterations(scope):
         counts = {g: int(0.3 * v.numel()) for g, v in groups.items()}
         smaller = magnitude.prune(weights, mask, counts, scope, coupled)
         assert smaller.is_subset_of(mask)
-        assert smaller.remaining_total() < mask.remaining_total() or not any(counts.values())  # small layers: 0.3 x 3 = 0
+        # small layers: 0.3 x 3 = 0
+        assert smaller.remaining_total() < mask.remaining_total() or not any(counts.values())
         mask = smaller
 
 

@@ -1,4 +1,5 @@
-"""The model zoo and the user's own `package.module:factory` model: builds, shapes, state-dict keys, one-sentence errors."""
+"""The model zoo and the user's own `package.module:factory` model: builds, shapes, state-dict keys, one-sentence
+errors."""
 
 import sys
 import textwrap
@@ -80,7 +81,8 @@ def test_resnet18_state_dict_and_outputs_are_unchanged(shape):
 
 def test_custom_factory_gets_input_arguments_and_kwargs():
     model = build_model(validate({"model": {"name": TINY, "kwargs": {"width": 4}}}).model, (1, 28, 28), 10)
-    assert model.training and model.stem[0].in_channels == 1 and model.fc.out_features == 10 and model.fc.in_features == 4
+    assert (model.training and model.stem[0].in_channels == 1 and model.fc.out_features == 10
+            and model.fc.in_features == 4)
     with torch.no_grad():
         assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
@@ -108,7 +110,8 @@ FAILURES = {
     "not callable": ("{m}:CONSTANT", ["is an object of type int, not callable"]),
     "returns int": ("{m}:returns_int", ["returned an object of type int, not a torch nn.Module"]),
     "raises": ("{m}:raises", ["raised RuntimeError: no GPU here", "fix the factory or model.kwargs"]),
-    "cannot run": ("{m}:three_channels", ["cannot run on the data's input of shape (2, 1, 28, 28)", "1 input channels"]),
+    "cannot run": ("{m}:three_channels",
+                   ["cannot run on the data's input of shape (2, 1, 28, 28)", "1 input channels"]),
     "output shape": ("{m}:three_classes", ["gives (2, 3)", "not (2, 10)", "num_classes"]),
     "flat model": ("{m}:flat_only", ["cannot run on the data's input of shape (2, 1, 28, 28)"]),
 }
@@ -140,7 +143,8 @@ def test_the_pipeline_imports_a_factory_only_from_modules_the_worker_allows(monk
     """A name typed into the Prefect UI must not import and call code on the worker (say subprocess:run)."""
     from flows.params import PipelineParams, default_run
 
-    raw = {"run": {**default_run().model_dump(mode="json"), "model": {"name": "subprocess:run", "kwargs": {"args": ["id"]}}}}
+    raw = {"run": {**default_run().model_dump(mode="json"),
+                   "model": {"name": "subprocess:run", "kwargs": {"args": ["id"]}}}}
     monkeypatch.delenv("INCOP_MODEL_MODULES", raising=False)
     with pytest.raises(ValidationError, match="INCOP_MODEL_MODULES"):
         PipelineParams.model_validate(raw)

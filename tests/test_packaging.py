@@ -17,7 +17,8 @@ def test_prefect_yaml_deployments_point_at_real_flows_on_their_pools():
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in spec["deployments"]}
     assert {d["work_pool"]["name"] for d in deployments.values()} == {"gpu", "cpu"}
-    assert deployments["gpu-stages"]["work_pool"]["name"] == "gpu" and deployments["cpu-stages"]["work_pool"]["name"] == "cpu"
+    assert (deployments["gpu-stages"]["work_pool"]["name"] == "gpu"
+            and deployments["cpu-stages"]["work_pool"]["name"] == "cpu")
     for d in deployments.values():
         path, name = d["entrypoint"].split(":")
         flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name)

@@ -26,14 +26,16 @@ def test_deep_merge_merges_sections_and_replaces_lists_and_values():
 def test_deep_merge_replaces_a_plug_in_of_another_kind_and_merges_one_of_the_same():
     base = {"schedule": {"kind": "lth", "fraction": 0.2}}
     assert deep_merge(base, {"schedule": {"kind": "sap"}}) == {"schedule": {"kind": "sap"}}
-    assert deep_merge(base, {"schedule": {"kind": "lth", "fraction": 0.3}}) == {"schedule": {"kind": "lth", "fraction": 0.3}}
+    assert (deep_merge(base, {"schedule": {"kind": "lth", "fraction": 0.3}})
+            == {"schedule": {"kind": "lth", "fraction": 0.3}})
     assert deep_merge(base, {"schedule": {"fraction": 0.5}}) == {"schedule": {"kind": "lth", "fraction": 0.5}}
 
 
 def test_a_partial_set_keeps_the_main_jobs_defaults():
     params = load_params(None, ["run.prune.iterations=8"])
     assert params.run.prune.iterations == 8
-    assert (params.run.data.train_subset, params.run.finetune_epochs, params.run.prune.scope) == (20000, 15, "layer-filter")
+    assert (params.run.data.train_subset, params.run.finetune_epochs,
+            params.run.prune.scope) == (20000, 15, "layer-filter")
     assert params.run.prune.schedule.kind == "lth" and params.run.prune.schedule.fraction == 0.2
 
 
@@ -57,11 +59,13 @@ def test_a_set_into_a_single_value_is_one_sentence():
 
 def test_differences_name_the_changed_dotted_keys():
     assert differences({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3, "d": 4}}) == {"a.c": 3, "a.d": 4}
-    assert differences({"s": {"kind": "lth", "fraction": 0.2}}, {"s": {"kind": "sap"}}) == {"s.fraction": "(unset)", "s.kind": "sap"}
+    assert (differences({"s": {"kind": "lth", "fraction": 0.2}}, {"s": {"kind": "sap"}})
+            == {"s.fraction": "(unset)", "s.kind": "sap"})
 
 
 def test_a_deployment_run_merges_what_the_caller_set_onto_the_served_parameters(monkeypatch):
-    served = load_params(None, ["runs_dir=/srv/runs", "bench_rounds=7", "run.finetune_epochs=3"]).model_dump(mode="json")
+    served = load_params(None, ["runs_dir=/srv/runs", "bench_rounds=7",
+                                "run.finetune_epochs=3"]).model_dump(mode="json")
     monkeypatch.setattr(flows.pipeline, "served_params", lambda: served)
     partial = PipelineParams.model_validate({"run": {"prune": {"iterations": 8}}})  # as Prefect validates the UI's JSON
     assert partial.run.finetune_epochs == 5  # RunConfig's bare default, which the merge must not keep
@@ -95,8 +99,8 @@ def test_progress_covers_fine_tuning_then_each_iteration(monkeypatch):
 
 def test_a_resumed_stage_logs_each_finished_iteration_from_its_record(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(flows.artifacts, "update_progress_artifact", lambda artifact, progress: None)
-    records = {t: {"iteration": t, "remaining_fraction": 1 - 0.2 * t, "epochs": 3, "stop_reason": "incop", "val_acc": 0.9,
-                   "distances": [{"epoch": 3, "distance": 0.0125}]} for t in (0, 1, 2)}
+    records = {t: {"iteration": t, "remaining_fraction": 1 - 0.2 * t, "epochs": 3, "stop_reason": "incop",
+                   "val_acc": 0.9, "distances": [{"epoch": 3, "distance": 0.0125}]} for t in (0, 1, 2)}
     monkeypatch.setattr(flows.artifacts, "finished_iterations", lambda run: sorted(records))
     monkeypatch.setattr(flows.artifacts, "read_record", lambda run, t: records[t])
     PruneProgress(validate({"prune": {"iterations": 3}})).replay(tmp_path, range(1, 4))
@@ -111,15 +115,21 @@ def _completed(name: str):
 
 def test_the_pooled_parent_run_shows_the_cpu_runs_summary(monkeypatch, tmp_path):
     children, created = [], []
-    monkeypatch.setattr(flows.pools, "run_deployment", lambda name, parameters: children.append((name, parameters)) or _completed(name))
-    summary = SimpleNamespace(key="prune-and-export-summary", data="# Gains", description="Gains against the dense model.")
-    monkeypatch.setattr(flows.pools, "child_markdown", lambda run_id: [summary, SimpleNamespace(key=None, data="x", description="")])
+    monkeypatch.setattr(flows.pools, "run_deployment",
+                        lambda name, parameters: children.append((name, parameters)) or _completed(name))
+    summary = SimpleNamespace(key="prune-and-export-summary", data="# Gains",
+                              description="Gains against the dense model.")
+    monkeypatch.setattr(flows.pools, "child_markdown",
+                        lambda run_id: [summary, SimpleNamespace(key=None, data="x", description="")])
     monkeypatch.setattr(flows.pools, "create_markdown_artifact", lambda **kwargs: created.append(kwargs))
     params = load_params(None, [f"storage={tmp_path}"])
     result = flows.pools.prune_and_export_pools.fn(params)
-    assert result["summary"] == "# Gains" and [name for name, _ in children] == [flows.pools.GPU_DEPLOYMENT, flows.pools.CPU_DEPLOYMENT]
-    assert created == [{"key": "prune-and-export-summary", "markdown": "# Gains", "description": "Gains against the dense model."}]
-    assert children[1][1]["source"] == flows.pools.stage_uri(params) and children[0][1]["params"]["storage"] == str(tmp_path)
+    assert (result["summary"] == "# Gains"
+            and [name for name, _ in children] == [flows.pools.GPU_DEPLOYMENT, flows.pools.CPU_DEPLOYMENT])
+    assert created == [{"key": "prune-and-export-summary", "markdown": "# Gains",
+                        "description": "Gains against the dense model."}]
+    assert (children[1][1]["source"] == flows.pools.stage_uri(params)
+            and children[0][1]["params"]["storage"] == str(tmp_path))
 
 
 def test_a_parent_run_whose_cpu_run_left_no_summary_says_so(monkeypatch, tmp_path):

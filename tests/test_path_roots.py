@@ -20,7 +20,8 @@ def test_a_deployment_run_stays_in_the_workers_directory_by_default(tmp_path, mo
     monkeypatch.delenv("INCOP_HOME", raising=False)
     monkeypatch.chdir(tmp_path)
     assert outside_roots(good_params(tmp_path), deployment_run=True) is None
-    params = good_params(tmp_path).model_copy(update={"registry": "/etc/incop-registry", "signing_key": "/root/.ssh/id"})
+    params = good_params(tmp_path).model_copy(update={"registry": "/etc/incop-registry",
+                                                      "signing_key": "/root/.ssh/id"})
     sentence = outside_roots(params, deployment_run=True)
     assert "registry /etc/incop-registry" in sentence and "signing_key /root/.ssh/id" in sentence
     assert "INCOP_ALLOWED_ROOTS" in sentence and str(tmp_path) in sentence
@@ -41,7 +42,8 @@ def test_data_root_and_weights_are_checked_too_and_a_link_out_of_a_root_is_outsi
     (allowed / "runs").mkdir(parents=True)
     (allowed / "escape").symlink_to(tmp_path / "secret", target_is_directory=True)
     monkeypatch.setenv("INCOP_HOME", str(allowed))
-    params = good_params(tmp_path).model_copy(update={"runs_dir": str(allowed / "runs"), "registry": str(allowed / "r")})
+    params = good_params(tmp_path).model_copy(update={"runs_dir": str(allowed / "runs"),
+                                                      "registry": str(allowed / "r")})
     run = params.run.model_copy(update={
         "data": params.run.data.model_copy(update={"root": str(allowed / "escape")}),
         "model": params.run.model.model_copy(update={"weights": "/var/lib/other.pt"})})

@@ -57,7 +57,8 @@ def server(tmp_path_factory):
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_UI_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait(lambda: _healthy(api), 120, "the Prefect server")
@@ -117,7 +118,8 @@ def test_nightly_schedule_has_its_timezone_and_the_server_schedules_runs(served)
     assert f"`{CRON}` ({TZ}" in deployment.description  # the UI's schedule badge leaves the timezone out
 
     async def scheduled(client):
-        runs = await client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+        runs = await client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
         return [r for r in runs if r.state and r.state.is_scheduled()]
 
     runs = _wait(lambda: _call(api, scheduled), 60, "scheduled runs")
@@ -151,7 +153,8 @@ def _post(url: str, body: dict, seconds: float = 90) -> dict:
     UI and Prefect's own client retry, so this does too, with backoff, within a deadline."""
     deadline, pause = time.monotonic() + seconds, 0.5
     while True:
-        request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return json.loads(response.read())
@@ -194,7 +197,8 @@ def test_a_partial_run_from_the_ui_keeps_the_served_parameters_and_shows_its_pro
     text = _wait(lambda: _call(api, all_logs), 60, "the run's last log lines")
     assert "parameters: the served ones, with run.prune.iterations=3" in text
     assert "iteration 3/3 done" in text and "validation" in text and "benchmark edge-1t: fastest" in text
-    artifacts = _call(api, lambda c: c.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[final.id]))))
+    artifacts = _call(api, lambda c: c.read_artifacts(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[final.id]))))
     assert next(a for a in artifacts if a.key == "prune-progress").data == 100.0
 
 
@@ -225,7 +229,8 @@ def test_a_worse_model_goes_to_candidate_and_a_device_following_stable_never_rec
     _run(api, deployment, broken, "the broken run")
     worse = _channel(folder, "candidate")
     assert int(worse) > int(stable) and _channel(folder, "stable") == stable
-    summaries = [json.loads(m.read_text()) for m in (folder / "registry" / "tiny-cnn" / "versions").glob("*/manifest.json")]
+    summaries = [json.loads(m.read_text())
+                 for m in (folder / "registry" / "tiny-cnn" / "versions").glob("*/manifest.json")]
     assert any(m["version"] == worse and m["metrics"]["variant"] == "pruned" for m in summaries)
     code, out, _ = run_incop("pull", *device)
     assert code == 0 and f"v{worse}" not in out
@@ -233,8 +238,8 @@ def test_a_worse_model_goes_to_candidate_and_a_device_following_stable_never_rec
     assert run_incop("pull", *device, "--channel", "candidate", "--dest", str(tmp_path / "tester"))[0] == 0
 
     # by hand, signed: the stable follower now receives it; a pointer signed by another key is refused
-    code, out, err = run_incop("promote", "tiny-cnn", worse, "--channel", "stable", "--registry", str(folder / "registry"),
-                               "--key", str(folder / "keys" / "incop.key"))
+    code, out, err = run_incop("promote", "tiny-cnn", worse, "--channel", "stable",
+                               "--registry", str(folder / "registry"), "--key", str(folder / "keys" / "incop.key"))
     assert code == 0, err
     assert json.loads((folder / "registry" / "tiny-cnn" / "channels" / "stable.json").read_text()).get("signature")
     assert run_incop("pull", *device)[0] == 0

@@ -10,7 +10,8 @@ from deploy.pipeline.summary import explain_choice, summary_markdown
 
 def _export(**variants) -> dict:
     """variants: name -> (val_accuracy, test_accuracy, zstd bytes)."""
-    arts = {name: {"val_accuracy": v, "accuracy": t, "sizes": {"raw": z, "zstd": z}} for name, (v, t, z) in variants.items()}
+    arts = {name: {"val_accuracy": v, "accuracy": t, "sizes": {"raw": z, "zstd": z}}
+            for name, (v, t, z) in variants.items()}
     if "int8" in arts:
         arts["int8"]["quantized_from"] = "compacted" if "compacted" in arts else "pruned"
     return {"artifacts": arts}
@@ -21,7 +22,8 @@ def _bench(profile="edge-1t", **p50) -> dict:
 
 
 def test_int8_is_published_only_where_it_beats_its_float_source():
-    export = _export(dense=(0.92, 0.91, 1000), pruned=(0.92, 0.91, 400), compacted=(0.92, 0.91, 120), int8=(0.92, 0.91, 40))
+    export = _export(dense=(0.92, 0.91, 1000), pruned=(0.92, 0.91, 400), compacted=(0.92, 0.91, 120),
+                     int8=(0.92, 0.91, 40))
     chosen, why = explain_choice(export, _bench(dense=0.10, pruned=0.10, compacted=0.03, int8=0.045))
     assert chosen == "compacted" and "not faster than `compacted`" in why["int8"]
     assert explain_choice(export, _bench(dense=0.10, pruned=0.10, compacted=0.03, int8=0.02))[0] == "int8"
@@ -50,7 +52,8 @@ def test_random_exports_never_publish_a_slower_or_less_accurate_variant():
     rng = random.Random(0)
     for _ in range(500):
         names = ["dense", "pruned", "compacted", "int8"]
-        export = _export(**{n: (rng.uniform(0.85, 0.95), rng.uniform(0.85, 0.95), rng.randint(10, 1000)) for n in names})
+        export = _export(**{n: (rng.uniform(0.85, 0.95), rng.uniform(0.85, 0.95), rng.randint(10, 1000))
+                            for n in names})
         bench = _bench(**{n: rng.uniform(0.01, 0.2) for n in names})
         chosen, why = explain_choice(export, bench)
         arts, t = export["artifacts"], bench["profiles"]["edge-1t"]["models"]
@@ -78,7 +81,8 @@ def test_named_variant_is_published_as_asked_and_the_summary_says_why():
     bench = {"profiles": {"edge-1t": {"models": {"dense": {"p50_ms": 0.1, "speedup_p50": 1.0},
                                                  "int8": {"p50_ms": 0.2, "speedup_p50": 0.5}}}},
              "models": {"dense": {"flops": 10}, "int8": {"flops": 10}}}
-    totals = {"iterations": 1, "retrain_epochs": 1, "final_remaining_fraction": 0.5, "final_test_acc": 0.9, "flow_share": 0.1}
+    totals = {"iterations": 1, "retrain_epochs": 1, "final_remaining_fraction": 0.5, "final_test_acc": 0.9,
+              "flow_share": 0.1}
     text = summary_markdown(totals, export, bench, chosen, None, why)
     assert "Why this variant" in text and "`int8`: slower than dense" in text
 

@@ -97,7 +97,8 @@ def test_incop_records_its_epsilon_and_the_fresh_distance_at_epoch_zero(tmp_path
     records = load_records(run_pruning(tiny_config(criterion={"kind": "incop", "distance": "kl"}), tmp_path))
     for record in records[1:]:
         assert record["history"][0]["epoch"] == 0 and record["distances"][0]["epoch"] == 0
-        assert record["epsilon"] > 0 and record["stop_reason"] in {"settled", "flow", "plateau", "accuracy", "max-epochs"}
+        assert (record["epsilon"] > 0
+                and record["stop_reason"] in {"settled", "flow", "plateau", "accuracy", "max-epochs"})
 
 
 def test_accuracy_tolerance_auto_is_the_dense_networks_own_noise():

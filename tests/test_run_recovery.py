@@ -99,7 +99,8 @@ def test_a_run_whose_lock_is_held_stays_running(tmp_path):
 def test_a_run_killed_in_another_process_is_reported_crashed(tmp_path):
     run = open_run(validate(RAW), tmp_path / "runs")
     script = ("import os, sys; from pathlib import Path; from incop_core.imp.rundir import locked, write_status\n"
-              "with locked(Path(sys.argv[1])):\n    write_status(Path(sys.argv[1]), 'running', 0, 1)\n    os._exit(9)\n")
+              "with locked(Path(sys.argv[1])):\n"
+              "    write_status(Path(sys.argv[1]), 'running', 0, 1)\n    os._exit(9)\n")
     done = subprocess.run([sys.executable, "-c", script, str(run)], env={**os.environ, "OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 9, done.stderr

@@ -161,7 +161,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, one_thread)
 
     trained = []
     resumed = run_pruning(config, killed_root,
-                          on_event=lambda kind, info: trained.append(info.get("iteration")) if kind == "stage" else None)
+                          on_event=lambda kind, info: (trained.append(info.get("iteration")) if kind == "stage"
+                                                       else None))
     assert resumed == run
     assert trained == [t for t in range(1, 5) if t not in done_at_kill], "finished iterations were trained again"
     clean = run_pruning(config, clean_root)

@@ -11,7 +11,8 @@ from incop_core.imp.config import validate
 from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord
 from incop_core.pruning.decision import decision_distance, decision_noise, removed, settle_steps
 from incop_core.consistency.distances import Snapshot
-from incop_core.consistency.epsilon import Z95, consistent_count, consistent_epsilon, improved, recovered_epsilon, resolution
+from incop_core.consistency.epsilon import (Z95, consistent_count, consistent_epsilon, improved, recovered_epsilon,
+                                            resolution)
 from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.imp.rundir import load_records
@@ -34,7 +35,8 @@ def test_the_consistency_count_is_the_edge_of_a_one_sided_poisson_test():
 def test_the_final_epsilon_is_the_accuracy_budget_never_below_resolution_and_never_raised_by_noise():
     assert recovered_epsilon(True, 1.0, None, 2048) == pytest.approx(0.01)
     assert recovered_epsilon(True, 1.0, 0.456, 2048) == pytest.approx(0.01), "an unconverged dense network's noise"
-    assert recovered_epsilon(True, 0.05, None, 2048) == pytest.approx(resolution(2048)), "below what 2048 images resolve"
+    assert recovered_epsilon(True, 0.05, None, 2048) == pytest.approx(resolution(2048)), \
+        "below what 2048 images resolve"
     assert recovered_epsilon(True, 1.0, None, 64) == pytest.approx(resolution(64))
 
 
@@ -53,7 +55,8 @@ def test_decision_distance_is_the_jaccard_distance_of_the_removed_sets():
     smallest = lambda w: Mask({"w": w["w"].abs() > w["w"].abs().sort().values[1]})  # noqa: E731  (prunes the 2 smallest)
     still = {"w": torch.arange(1.0, 11.0)}
     assert decision_noise(smallest, still, {"w": still["w"] + 0.1}, keep) == 0.0
-    assert decision_noise(smallest, still, {"w": torch.tensor([3.0, 2, 1, 4, 5, 6, 7, 8, 9, 10])}, keep) == pytest.approx(2 / 3)
+    assert (decision_noise(smallest, still, {"w": torch.tensor([3.0, 2, 1, 4, 5, 6, 7, 8, 9, 10])}, keep)
+            == pytest.approx(2 / 3))
 
 
 def _snapshot(wrong: int) -> Snapshot:
@@ -91,7 +94,8 @@ def test_an_intermediate_iteration_stops_once_its_next_decision_stops_moving(mod
         return Mask({n: w.abs() > threshold * w.abs().max() for n, w in weights.items()})
     criterion = CRITERIA.build(CRITERIA.config_for("incop")(), _context([_snapshot(100)], final=False, decide=decide))
     first = criterion.check(_record(model, 0))
-    assert not first.stop and first.mask_distance is None and first.distance == 0.5, "epoch 0: far, and nothing to compare"
+    assert not first.stop and first.mask_distance is None and first.distance == 0.5, \
+        "epoch 0: far, and nothing to compare"
     moved = criterion.check(_record(model, 0.125))
     assert not moved.stop and moved.mask_distance > 0 and moved.distance is None, "mid-epoch: no data pass"
     held = criterion.check(_record(model, 0.25))
@@ -130,11 +134,13 @@ def test_budgets_give_the_final_iteration_its_own_cap_and_final_only_zero_interm
                                                                    "criterion": {"kind": "incop", "final_epochs": 7}}})
     assert retrain_epochs(capped, final=True) == 7
     final_only = tiny_config(criterion={"kind": "fixed-epochs", "intermediate_epochs": 0})
-    assert (retrain_epochs(final_only, final=False), retrain_epochs(final_only, final=True)) == (0, final_only.prune.max_epochs)
+    assert (retrain_epochs(final_only, final=False),
+            retrain_epochs(final_only, final=True)) == (0, final_only.prune.max_epochs)
     assert settle_steps(157) == 20 and settle_steps(1) == 1
 
 
-def test_a_tiny_run_checks_decisions_mid_epoch_in_intermediate_iterations_and_records_both_curves(tmp_path, tiny_config):
+def test_a_tiny_run_checks_decisions_mid_epoch_in_intermediate_iterations_and_records_both_curves(
+        tmp_path, tiny_config):
     raw = tiny_config(iterations=3, scope="layer-filter", probe_size=512, probe_batch=128,
                       schedule={"kind": "lth", "fraction": 0.7}).model_dump(mode="json")
     raw["data"]["synthetic_size"], raw["optim"]["batch_size"] = 640, 32  # 18 steps an epoch: a decision check every 3

@@ -21,8 +21,10 @@ from incop_core.foundations.fileio import copy_folder_atomic, read_json, save_to
 from incop_core.imp.rundir import finished_iterations, locked, open_run, read_status
 from incop_core.imp.runner import run_pruning
 
-RAW = {"data": {"name": "synthetic", "synthetic_size": 64, "image_size": 16}, "model": {"width": 8}, "finetune_epochs": 1,
-       "prune": {"iterations": 1, "max_epochs": 1, "probe_size": 32, "probe_batch": 16, "criterion": {"kind": "fixed-epochs"}}}
+RAW = {"data": {"name": "synthetic", "synthetic_size": 64, "image_size": 16}, "model": {"width": 8},
+       "finetune_epochs": 1,
+       "prune": {"iterations": 1, "max_epochs": 1, "probe_size": 32, "probe_batch": 16,
+                 "criterion": {"kind": "fixed-epochs"}}}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # The first process: runs the config, and pauses inside its run lock (at the fine-tuning stage) until told to go on.

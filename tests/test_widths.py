@@ -38,7 +38,8 @@ def test_a_group_width_prices_its_writers_readers_and_depthwise_layers_together(
     reader = ConvShape(64, 16, (1, 1), (1, 1), (0, 0), 1, 8, 8)
     fastest_kept(60, 64, [CONV, depthwise], [reader], table)
     assert any(s.groups == s.inputs == s.outputs == 60 for s in calls)  # the depthwise conv at the new width
-    assert any(s.inputs == 60 and s.outputs == 16 for s in calls) and any(s.outputs == 60 and s.inputs == 32 for s in calls)
+    assert (any(s.inputs == 60 and s.outputs == 16 for s in calls)
+            and any(s.outputs == 60 and s.inputs == 32 for s in calls))
 
 
 def test_latencies_are_measured_once_and_survive_in_the_cache(tmp_path):

@@ -3,7 +3,6 @@ README's commands, `prefect deploy --all` from prefect.yaml, stage outputs passe
 parent shows the cpu run's summary and plots; a child that fails fails the parent with the child's reason."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,13 +78,15 @@ def test_the_parent_runs_both_pools_and_shows_the_cpu_runs_summary_and_plots(poo
     final = _parent(api, _params(root))
     assert final.state.is_completed(), f"{final.state.message}\n{_worker_logs(folder)}"
 
-    artifacts = _call(api, lambda c: c.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[final.id]))))
+    artifacts = _call(api, lambda c: c.read_artifacts(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[final.id]))))
     by_key = {a.key: a for a in artifacts if a.key}
     assert {"prune-and-export-summary", "prune-and-export-plots"} <= set(by_key)
     assert "data:image/png;base64," in by_key["prune-and-export-plots"].data
     stages = list((root / "stages").iterdir())  # the gpu run's upload, which the cpu run downloaded
     assert len(stages) == 1 and (stages[0] / "export" / "export.json").is_file()
-    assert (root / "runs" / stages[0].name / "report" / "summary.md").read_text() in by_key["prune-and-export-summary"].data
+    assert ((root / "runs" / stages[0].name / "report" / "summary.md").read_text()
+            in by_key["prune-and-export-summary"].data)
     manifest = json.loads((root / "registry" / "tiny-cnn" / "channels" / "candidate.json").read_text())
     assert manifest["version"]
 

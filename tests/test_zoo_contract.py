@@ -47,7 +47,8 @@ def test_every_zoo_model_prunes_compacts_exports_quantises_and_runs_faster(name,
     groups = channel_groups(model, images)
     weights = {n: w.detach() for n, w in prunable_weights(model).items()}
     dense_mask = Mask.dense(model)
-    counts = {g: math.floor(0.3 * v.numel()) for g, v in magnitude.survivors(weights, dense_mask, "group", groups).items()}
+    counts = {g: math.floor(0.3 * v.numel())
+              for g, v in magnitude.survivors(weights, dense_mask, "group", groups).items()}
     counts = magnitude.round_filter_counts(counts, dense_mask, 8)  # the main job's round_to: SIMD-sized widths
     mask = magnitude.prune(weights, dense_mask, counts, "group", groups)
     dense = export_onnx(model, images[:1], tmp_path / "dense.onnx")
@@ -78,15 +79,18 @@ def test_the_product_path_prunes_and_exports_a_zoo_model_in_group_scope(name, tm
     from incop_core.imp.runner import run_pruning
 
     kwargs = {"kwargs": {"width": 16}} if ":" in name else {}
-    cfg = validate({"data": {"name": "synthetic", "synthetic_size": 192, "image_size": 16}, "model": {"name": name, **kwargs},
-                    "finetune_epochs": 1, "prune": {"iterations": 1, "max_epochs": 1, "probe_size": 32, "probe_batch": 32,
-                                                    "scope": "group", "round_to": 4, "schedule": {"kind": "lth", "fraction": 0.3},
+    cfg = validate({"data": {"name": "synthetic", "synthetic_size": 192, "image_size": 16},
+                    "model": {"name": name, **kwargs},
+                    "finetune_epochs": 1, "prune": {"iterations": 1, "max_epochs": 1, "probe_size": 32,
+                                                    "probe_batch": 32, "scope": "group", "round_to": 4,
+                                                    "schedule": {"kind": "lth", "fraction": 0.3},
                                                     "criterion": {"kind": "fixed-epochs"}}})
     run = run_pruning(cfg, tmp_path)
     mask = Mask.load(paths.iteration_dir(run, 1) / paths.MASK)
     export = export_run(run, parity_images=64, calibration_images=32)
     compaction = export.manifest["compaction"]
     model = build_model(cfg.model, (1, 16, 16), cfg.data.num_classes)
-    pruned = {g.root[:-len(".weight")]: int((~g.alive(mask)).sum()) for g in channel_groups(model, torch.zeros(2, 1, 16, 16))}
+    pruned = {g.root[:-len(".weight")]: int((~g.alive(mask)).sum())
+              for g in channel_groups(model, torch.zeros(2, 1, 16, 16))}
     assert compaction["removed_per_root"] == {root: n for root, n in pruned.items() if n} and sum(pruned.values()) > 0
     assert {"dense", "compacted", "int8"} <= set(export.paths)

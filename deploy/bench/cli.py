@@ -50,8 +50,10 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
 
     @app.command()
     def bench(models: List[Path] = typer.Argument(..., help="ONNX files to time side by side."),
-              profile: List[str] = typer.Option(["edge-1t"], "--profile", "-p", help=f"Target profile(s): {PROFILE_NAMES}."),
-              baseline: Optional[str] = typer.Option(None, help="Variant the speed-ups divide by (default dense or the first)."),
+              profile: List[str] = typer.Option(["edge-1t"], "--profile", "-p", help="Target profile(s): "
+                                                                                     f"{PROFILE_NAMES}."),
+              baseline: Optional[str] = typer.Option(None, help="Variant the speed-ups divide by (default dense or the "
+                                                                "first)."),
               rounds: Optional[int] = typer.Option(None, min=1, help="Interleaved rounds (default per profile)."),
               per_round: Optional[int] = typer.Option(None, min=1, help="Timed runs per model per round."),
               warmup: int = typer.Option(5, min=0, help="Untimed runs per model first."),
@@ -67,7 +69,8 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
             names = [p.strip() for item in profile for p in item.split(",") if p.strip()]
             named = _named(models)
             if baseline is not None and baseline not in named:
-                raise ProfileError(f"baseline {baseline!r} is not one of the models ({', '.join(named)}); choose one of them")
+                raise ProfileError(f"baseline {baseline!r} is not one of the models ({', '.join(named)}); choose one "
+                                   "of them")
             result = benchmark(named, names, baseline, warmup, rounds, per_round)
             if out is not None:
                 write_report(result, out, export=_export_manifest(models))

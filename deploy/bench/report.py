@@ -80,13 +80,15 @@ def _fmt(value, spec: str, empty: str = "") -> str:
 
 def markdown(bench: dict, export: Optional[dict] = None, title: str = "Deployment benchmark", preface: str = "") -> str:
     rows, system = variant_rows(bench, export), bench["system"]
-    out = [f"# {title}", "", *([preface, ""] if preface else []), f"{system['cpu']} ({system['cores']} cores; {', '.join(system['simd_flags'])}), "
+    out = [f"# {title}", "", *([preface, ""] if preface else []),
+           f"{system['cpu']} ({system['cores']} cores; {', '.join(system['simd_flags'])}), "
            f"onnxruntime {system['onnxruntime']} {system['provider']}; baseline `{bench['baseline']}`; "
            f"all variants timed interleaved in one run. {bench['created']}", "", "## Size and accuracy", ""]
     out.append(_table(["variant", "raw bytes", "gzip", "zstd", "baseline raw / smallest", "parameters", "GFLOP/sample",
                        "accuracy %", "vs baseline pp"],
-                      [[n, r["sizes"]["raw"], r["sizes"]["gzip"], r["sizes"]["zstd"], f"{r['size_ratio_smallest']:.1f}x",
-                        r["parameters"], f"{r['flops'] / 1e9:.4g}", _fmt(r["accuracy"] and 100 * r["accuracy"], ".2f"),
+                      [[n, r["sizes"]["raw"], r["sizes"]["gzip"], r["sizes"]["zstd"],
+                        f"{r['size_ratio_smallest']:.1f}x", r["parameters"], f"{r['flops'] / 1e9:.4g}",
+                        _fmt(r["accuracy"] and 100 * r["accuracy"], ".2f"),
                         _fmt(r.get("accuracy_delta_pp"), "+.2f")] for n, r in rows.items()]))
     for profile, result in bench["profiles"].items():
         p = result["profile"]
@@ -107,7 +109,8 @@ def markdown(bench: dict, export: Optional[dict] = None, title: str = "Deploymen
 
 
 def write_report(bench: dict, out_dir: Path, stem: str = "bench", export: Optional[dict] = None,
-                 title: str = "Deployment benchmark", extra: Optional[dict] = None, preface: str = "") -> dict[str, Path]:
+                 title: str = "Deployment benchmark", extra: Optional[dict] = None,
+                 preface: str = "") -> dict[str, Path]:
     """Write <stem>.json, <stem>.md and <stem>.<chart>.png into `out_dir`; returns their paths.
 
     `extra` adds top-level keys to the JSON; `preface` is markdown placed under the title.

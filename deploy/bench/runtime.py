@@ -39,8 +39,10 @@ def session_options(threads: int = 0, optimization: str = "all", denormal_as_zer
     """Session options: intra-op threads (0 = onnxruntime's default), graph optimisation level, DAZ."""
     import onnxruntime as ort
 
-    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -60,7 +62,8 @@ def session(path: Path, threads: int = 0, optimization: str = "all"):
     try:
         return ort.InferenceSession(str(path), session_options(threads, optimization), providers=[PROVIDER])
     except Exception as exc:
-        raise ModelFileError(f"onnxruntime cannot load {Path(path).name} ({ort_reason(exc)}); check that `incop export` wrote it for this onnxruntime version") from None
+        raise ModelFileError(f"onnxruntime cannot load {Path(path).name} ({ort_reason(exc)}); check that `incop "
+                             "export` wrote it for this onnxruntime version") from None
 
 
 def logits(path: Path, images: np.ndarray, batch: int = 256, threads: int = 0) -> np.ndarray:
@@ -84,4 +87,5 @@ def input_spec(path: Path) -> dict:
     graph_input = next(i for i in proto.graph.input if i.name not in initializers)
     tensor = graph_input.type.tensor_type
     shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in tensor.shape.dim]
-    return {"name": graph_input.name, "shape": shape, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name}
+    return {"name": graph_input.name, "shape": shape,
+            "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name}

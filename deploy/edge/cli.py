@@ -63,7 +63,8 @@ def _add_device(app: typer.Typer, guarded: Guard) -> None:
         allow_downgrade: bool = typer.Option(False, "--allow-downgrade",
                                              help="Install a version older than the current one."),
         retries: int = typer.Option(4, min=0, help="Retries per request, with exponential backoff."),
-        timeout: float = typer.Option(30.0, min=0.1, help="Seconds the registry may take to send a response's headers (connect included), and then each piece of the body."),
+        timeout: float = typer.Option(30.0, min=0.1, help="Seconds the registry may take to send a response's headers "
+                                                          "(connect included), and then each piece of the body."),
         deadline: Optional[float] = typer.Option(None, min=0.1, help="Seconds each file may take, retries "
                                                  "included (default: 60 + size / --min-rate)."),
         min_rate: float = typer.Option(10240.0, min=0, help="Slowest transfer in bytes/s, averaged over 10 s "

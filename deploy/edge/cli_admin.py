@@ -66,7 +66,8 @@ def _add_serve(registry_app: typer.Typer, guarded: Guard) -> None:
     def serve(directory: Path = typer.Argument(..., help="Registry directory."),
               port: int = typer.Option(8765, min=0, max=65535, help="TCP port (0: any free port)."),
               host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0: every interface)."),
-              timeout: float = typer.Option(30.0, min=0.1, help="Seconds a connection may stall; request headers must arrive within min(this, 10 s)."),
+              timeout: float = typer.Option(30.0, min=0.1, help="Seconds a connection may stall; request headers must "
+                                                                "arrive within min(this, 10 s)."),
               max_connections: int = typer.Option(64, min=1, help="Connections served at once; more get 503.")
               ) -> None:
         """Serve a registry directory read-only over HTTP (GET/HEAD with Range)."""

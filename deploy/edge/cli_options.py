@@ -23,7 +23,8 @@ def json_option(value: Optional[str], flag: str) -> Optional[dict]:
     try:
         if not inline and Path(value).exists() and not Path(value).is_file():
             raise IncopError(f"{flag} {value[:80]!r} is not a regular file; pass inline JSON or a JSON file")
-        data = value.encode() if inline or not Path(value).is_file() else Path(value).read_bytes()[:MAX_OPTION_BYTES + 1]
+        data = (value.encode() if inline or not Path(value).is_file()
+                else Path(value).read_bytes()[:MAX_OPTION_BYTES + 1])
     except OSError as exc:
         raise IncopError(f"cannot read {flag} file {value[:80]!r} ({exc.strerror or exc}); pass inline JSON or the "
                          "path of a readable JSON file") from None

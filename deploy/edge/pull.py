@@ -2,8 +2,9 @@
 
 Order: resolve the version (what the release channel's pointer names: pull_pointer.py), read the manifest
 (bounded: size, nesting and number length), verify it (against the pointer's sha256 of its raw bytes, then its
-signature when a public key is configured), check its schema, take the device lock, download each file into DEST/.partial (resuming), verify size and
-sha256, move the version into DEST/versions, then swap the `current` link. Any failure before the swap
+signature when a public key is configured), check its schema, take the device lock, download each file into
+DEST/.partial (resuming), verify size and sha256, move the version into DEST/versions, then swap the `current` link.
+Any failure before the swap
 leaves `current` as it was. Imports neither torch nor prefect: a device needs onnxruntime and numpy only.
 A version older than the running one needs allow_downgrade, or a channel pointer that says `rollback: true`
 (signed, when a public key is configured). An explicit `version` ignores channels.

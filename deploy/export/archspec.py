@@ -63,7 +63,8 @@ def _resized(old: nn.Module, entry: dict) -> nn.Module:
 def rebuild(spec: dict, state: dict) -> nn.Module:
     """The model `spec` describes, with `state` loaded strictly, in eval mode."""
     if spec.get("format") != FORMAT:
-        raise DeployError(f"architecture spec format {spec.get('format')!r} is not {FORMAT}; delete the export folder and run `incop export` again")
+        raise DeployError(f"architecture spec format {spec.get('format')!r} is not {FORMAT}; delete the export folder "
+                          "and run `incop export` again")
     model = build_model(ModelConfig(**spec["model"]), tuple(spec["input_shape"]), spec["num_classes"])
     for name, channels in spec.get("constant_branches", {}).items():  # residual blocks reduced to a constant
         block = model.get_submodule(name)
@@ -73,7 +74,8 @@ def rebuild(spec: dict, state: dict) -> nn.Module:
     modules = dict(model.named_modules())
     for name, entry in spec["layers"].items():
         if name not in modules:
-            raise DeployError(f"architecture spec names layer {name}, which {spec['model']['name']} lacks; delete the export folder and run `incop export` again")
+            raise DeployError(f"architecture spec names layer {name}, which {spec['model']['name']} lacks; delete the "
+                              "export folder and run `incop export` again")
         parent, _, attr = name.rpartition(".")
         setattr(modules[parent] if parent else model, attr, _resized(modules[name], entry))
     model.load_state_dict(state, strict=True)
@@ -92,5 +94,6 @@ def load_compacted(weights: Path, spec_path: Path) -> nn.Module:
         spec = read_json(spec_path)
     except Exception as exc:
         raise DeployError(f"compacted model {weights} or its spec is unreadable ({type(exc).__name__}); "
-                          f"delete the export folder and delete the export folder and run `incop export` again") from None
+                          f"delete the export folder and delete the export folder and run `incop export` "
+                          "again") from None
     return rebuild(spec, state)

@@ -9,7 +9,6 @@ MANIFEST = "export.json"            # written last: its presence means the expor
 SPARSITY = "sparsity.json"          # validate_sparsity's per-layer report
 COMPACTED_WEIGHTS = "compacted.pt"  # state dict of the compacted model (loads with weights_only=True)
 COMPACTED_SPEC = "compacted.json"   # architecture spec: channels per layer, so no pickle is needed
-BENCH_STEM = "bench"                # bench.json, bench.md, bench.<chart>.png
 
 # Variant name -> ONNX file name. Order is the order of every table and chart.
 ONNX_FILES = {

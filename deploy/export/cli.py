@@ -19,8 +19,8 @@ def _kb(n: int) -> str:
 
 
 def _print_export(result) -> None:
-    table = Table("variant", "file", "val acc %", "test acc %", "parity max abs", "top-1 agreement %", "raw KB", "zstd KB",
-                  title=f"export of run {result.manifest['run']} -> {result.out_dir}")
+    table = Table("variant", "file", "val acc %", "test acc %", "parity max abs", "top-1 agreement %", "raw KB",
+                  "zstd KB", title=f"export of run {result.manifest['run']} -> {result.out_dir}")
     for name, path in result.paths.items():
         entry = result.manifest["artifacts"][name]
         parity = entry.get("parity") or {}
@@ -44,7 +44,8 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
                out: Optional[Path] = typer.Option(None, help="Output folder (default: RUN/export)."),
                parity_images: int = typer.Option(2000, min=1, help="Test images compared with PyTorch."),
                calibration_images: int = typer.Option(256, min=1, help="Training images that calibrate INT8."),
-               int8: bool = typer.Option(True, "--int8/--no-int8", help="Also write the INT8 (QDQ) models: all operators, and fully connected layers only."),
+               int8: bool = typer.Option(True, "--int8/--no-int8", help="Also write the INT8 (QDQ) models: all "
+                                                                        "operators, and fully connected layers only."),
                compaction: bool = typer.Option(True, "--compact/--no-compact", help="Also write the compacted model."),
                as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON.")) -> None:
         """Validate sparsity, compact, and export ONNX (dense, pruned, compacted, INT8), each parity-checked."""

@@ -104,8 +104,8 @@ def verify_parity(name: str, reference: np.ndarray, candidate: np.ndarray) -> di
     figures = compare(reference, candidate)
     if figures["max_abs"] > MAX_ABS or figures["top1_agreement"] < MIN_AGREEMENT:
         raise ExportFailed(f"{name} disagrees with PyTorch (max abs {figures['max_abs']:.2e}, limit {MAX_ABS:g}; "
-                           f"top-1 agreement {100 * figures['top1_agreement']:.2f} %, needs {100 * MIN_AGREEMENT:g} %); "
-                           f"check the model's custom layers, it does not export faithfully")
+                           f"top-1 agreement {100 * figures['top1_agreement']:.2f} %, needs {100 * MIN_AGREEMENT:g} "
+                           f"%); check the model's custom layers, it does not export faithfully")
     return {**figures, "max_abs_limit": MAX_ABS, "min_agreement": MIN_AGREEMENT}
 
 

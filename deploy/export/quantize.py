@@ -46,7 +46,8 @@ class _Batches:
         return None if chunk is None else {self.name: np.ascontiguousarray(chunk, dtype=np.float32)}
 
 
-def quantize_int8(source: Path, target: Path, calibration: np.ndarray, op_types: Optional[Sequence[str]] = None) -> Path:
+def quantize_int8(source: Path, target: Path, calibration: np.ndarray,
+                  op_types: Optional[Sequence[str]] = None) -> Path:
     """Write an INT8 QDQ copy of `source` (uint8 activations, 7-bit int8 per-channel weights, MinMax calibration);
     `op_types` limits quantisation to those operators (the rest stay float)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static

@@ -67,7 +67,8 @@ class _Exporter:
         accuracy = float((ort_out.argmax(1) == self.labels.numpy()).mean())
         val_out = logits(path, self.val_images.numpy())
         val_accuracy = float((val_out.argmax(1) == self.val_labels.numpy()).mean())
-        return {"file": path.name, "accuracy": accuracy, "val_accuracy": val_accuracy, "sizes": file_sizes(path), **extra}
+        return {"file": path.name, "accuracy": accuracy, "val_accuracy": val_accuracy, "sizes": file_sizes(path),
+                **extra}
 
     def float_variant(self, name: str, model: torch.nn.Module) -> dict:
         path = export_onnx(model, self.images[:2], names.onnx_path(self.out_dir, name))
@@ -83,7 +84,8 @@ class _Exporter:
         if not report["tensors"]:
             return None
         if not same_initializers(to_dense_initializers(proto), dense_proto):
-            raise ExportFailed("sparse initializers do not round-trip to the dense tensors; check that onnx is version 1.23.2 as pinned")
+            raise ExportFailed("sparse initializers do not round-trip to the dense tensors; check that onnx is version "
+                               "1.23.2 as pinned")
         onnx.checker.check_model(proto)  # full_check's shape inference does not read sparse initializers
         path = names.onnx_path(self.out_dir, "pruned-sparse")
         write_bytes_atomic(path, proto.SerializeToString())
@@ -100,7 +102,8 @@ class _Exporter:
         ort_out = logits(path, self.images.numpy())
         agreement = float((ort_out.argmax(1) == self.outputs[source].argmax(1)).mean())
         return self._entry(name, path, ort_out, {"quantized_from": source, "quantized_ops": list(op_types or ["all"]),
-                                                 "calibration_images": len(cal_images), "top1_agreement_with_source": agreement})
+                                                 "calibration_images": len(cal_images),
+                                                 "top1_agreement_with_source": agreement})
 
     def compacted(self, pruned: torch.nn.Module) -> tuple[Optional[torch.nn.Module], dict]:
         """Compact the pruned model, check it against the masked one on the probe set, save weights + spec."""
@@ -108,12 +111,14 @@ class _Exporter:
         reduced, blocks = reduce_depth(pruned)  # zero-ended residual branches first: they leave the graph
         result = compact(reduced, probe[:4])
         worst = max_abs_difference(pruned, result.model, probe)
-        summary = {"blocks_removed": blocks, "channels_removed": result.channels_removed, "removed_per_root": result.removed,
+        summary = {"blocks_removed": blocks, "channels_removed": result.channels_removed,
+                   "removed_per_root": result.removed,
                    "folded": result.folded, "probe_images": len(probe), "max_abs_vs_masked": worst,
                    "max_abs_limit": MAX_ABS}
         if worst > MAX_ABS:
             raise ExportFailed(f"the compacted model differs from the masked one by {worst:.2e} (limit {MAX_ABS:g}) "
-                               f"on the probe set; use `incop export --no-compact` and check the model for unsupported layers")
+                               "on the probe set; use `incop export --no-compact` and check the model for unsupported "
+                               "layers")
         if not result.channels_removed and not blocks:
             return None, summary
         cfg, data = self.loaded.config, self.loaded.data
@@ -128,7 +133,8 @@ def _params(model: torch.nn.Module) -> int:
 
 def _manifest(loaded: LoadedRun, variants: dict, sparsity: dict, compaction: dict) -> dict:
     data = loaded.data
-    return {"format": MANIFEST_FORMAT, "run": loaded.path.name, "iteration": loaded.final, "opset": OPSET, "artifacts": variants,
+    return {"format": MANIFEST_FORMAT, "run": loaded.path.name, "iteration": loaded.final, "opset": OPSET,
+            "artifacts": variants,
             "input_spec": {"name": "input", "shape": ["batch", *data.input_shape], "dtype": "float32",
                            "layout": "NCHW", "mean": list(data.mean), "std": list(data.std)},
             "classes": data.num_classes, "test_images": len(data.test), "val_images": len(data.val),
@@ -188,7 +194,8 @@ def export_run(run: Path, out_dir: Optional[Path] = None, parity_images: int = 2
                 variants[name]["parameters"] = _params(model)
         if int8:
             for name in names.INT8_VARIANTS:
-                variants[name] = job.int8_variant("compacted" if compacted is not None else "pruned", calibration_images, name)
+                variants[name] = job.int8_variant("compacted" if compacted is not None else "pruned",
+                                                  calibration_images, name)
         manifest = _manifest(loaded, variants, sparsity, summary)
         write_json_atomic(out_dir / names.MANIFEST, manifest)
     return ExportResult(out_dir, manifest)

@@ -40,15 +40,13 @@ class LoadedRun:
         try:
             model.load_state_dict(load_state(weights))
         except RuntimeError:  # shapes or names differ: config.json no longer describes the trained model
-            raise DeployError(f"{weights} does not fit the model that {self.path / paths.CONFIG} describes; restore the "
-                              f"run's original {paths.CONFIG} or re-run `incop prune`") from None
+            raise DeployError(f"{weights} does not fit the model that {self.path / paths.CONFIG} describes; restore "
+                              f"the run's original {paths.CONFIG} or re-run `incop prune`") from None
         return model.eval()
 
     def probe_split(self) -> Split:
         """The run's fixed, seeded probe subset of the training split (as the runner draws it)."""
-        gen = torch.Generator().manual_seed(self.config.seed + 1)
-        index = torch.randperm(len(self.data.train), generator=gen)[: self.config.prune.probe_size]
-        return self.data.train.subset(index)
+        return self.data.train.probe(self.config.seed, self.config.prune.probe_size)
 
 
 def load_state(path: Path) -> dict:
@@ -87,7 +85,8 @@ def load_run(run: Path) -> LoadedRun:
                           "re-run `incop prune` with the run's settings") from None
     except Exception as exc:
         raise DeployError(f"{run / paths.CONFIG} does not load with this version of incop ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:120]}); check that its schedule and criterion are registered") from None
+                          f"{str(exc).splitlines()[0][:120]}); check that its schedule and criterion are "
+                          "registered") from None
     final = finished_iterations(run)[-1]
     folder = paths.iteration_dir(run, final)
     data = load_dataset(config.data, config.seed)

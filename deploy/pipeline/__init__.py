@@ -1,1 +1,1 @@
-"""What flows/ needs beyond export and bench, kept Prefect-free: the variant to publish and its summary, stage exchange."""
+"""Prefect-free help for flows/: the variant to publish and its summary, the release gate, stage exchange."""

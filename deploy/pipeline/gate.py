@@ -51,8 +51,9 @@ def judge(candidate: dict, stable: Optional[dict], tolerance_pp: float, slack: f
     v = stable["version"]
     if candidate["spec"] != stable["spec"] or candidate["input"] != stable["input"]:
         return Verdict(False, f"kept on {CANDIDATE}: its input (normalisation {candidate['spec']}, shape "
-                              f"{candidate['input']}) differs from {STABLE} v{v}'s ({stable['spec']}, {stable['input']}), "
-                              f"so devices would feed it wrong images; promote it by hand if that is intended", figures)
+                              f"{candidate['input']}) differs from {STABLE} v{v}'s ({stable['spec']}, "
+                              f"{stable['input']}), so devices would feed it wrong images; promote it by hand if that "
+                              "is intended", figures)
     drop = 100 * (stable["val_accuracy"] - candidate["val_accuracy"])
     if drop > tolerance_pp:
         return Verdict(False, f"kept on {CANDIDATE}: validation accuracy {100 * candidate['val_accuracy']:.2f} % is "
@@ -76,7 +77,8 @@ def measure(candidate_path: Path, candidate_spec: dict, stable_path: Path, stabl
                       rounds=max(3, rounds))["profiles"][profile]["models"]
     out = {}
     for name, path, spec, version in (("candidate", candidate_path, candidate_spec, None),
-                                      ("stable", stable_path, stable_manifest.get("input_spec"), stable_manifest["version"])):
+                                      ("stable", stable_path, stable_manifest.get("input_spec"),
+                                       stable_manifest["version"])):
         accuracy = float((logits(path, val_images).argmax(1) == val_labels).mean())
         out[name] = {"spec": _spec(spec), "input": input_of(path), "val_accuracy": accuracy,
                      "p50_ms": timed[name]["p50_ms"], "version": version}
@@ -108,8 +110,8 @@ def gate(registry: str, name: str, published: dict, candidate_path: Path, candid
     """Compare the just-published candidate with stable and say whether it should be promoted."""
     barred = unserved(changed)
     if barred:
-        return Verdict(False, f"kept on {CANDIDATE}: this run changed {', '.join(barred)} from the served parameters, so "
-                              f"it never promotes itself; `incop promote {name} {published['version']} --channel "
+        return Verdict(False, f"kept on {CANDIDATE}: this run changed {', '.join(barred)} from the served parameters, "
+                              f"so it never promotes itself; `incop promote {name} {published['version']} --channel "
                               f"{STABLE}` if it should ship")
     with tempfile.TemporaryDirectory(prefix="incop-gate-") as scratch:
         found = pull_stable(registry, name, public_key, Path(scratch) / "device")

@@ -16,7 +16,8 @@ TIE = 1.05  # p50s within 5 % of the fastest candidate's are a tie on a shared C
 
 def _excluded(name: str, entry: dict, dense: dict, timings: dict, profile: str) -> Optional[str]:
     """Why `name` may not be published under `best`, or None when it may."""
-    p50, dense_p50, source = timings.get(name, {}).get("p50_ms"), timings["dense"]["p50_ms"], entry.get("quantized_from")
+    p50, dense_p50 = timings.get(name, {}).get("p50_ms"), timings["dense"]["p50_ms"]
+    source = entry.get("quantized_from")
     if name == "pruned-sparse":
         return "not published: onnxruntime densifies sparse initializers, so it runs as `pruned`"
     if entry["val_accuracy"] < dense["val_accuracy"] - ACCURACY_KEPT:
@@ -27,7 +28,8 @@ def _excluded(name: str, entry: dict, dense: dict, timings: dict, profile: str) 
     if p50 > dense_p50:
         return f"slower than dense on {profile} (p50 {p50:.4g} ms vs {dense_p50:.4g} ms)"
     if source and source in timings and p50 >= timings[source]["p50_ms"]:
-        return f"INT8 is not faster than `{source}` on {profile} (p50 {p50:.4g} ms vs {timings[source]['p50_ms']:.4g} ms)"
+        return (f"INT8 is not faster than `{source}` on {profile} "
+                f"(p50 {p50:.4g} ms vs {timings[source]['p50_ms']:.4g} ms)")
     return None
 
 
@@ -56,15 +58,12 @@ def explain_choice(export: dict, bench: dict, preference: str = "best", profile:
     tied = [n for n, p50 in candidates.items() if p50 <= fastest * TIE]
     chosen = min(tied, key=lambda n: artifacts[n]["sizes"]["zstd"])
     for name, p50 in candidates.items():
-        reasons[name] = "within 5 % of the fastest but larger" if name in tied else f"slower on {profile} (p50 {p50:.4g} ms)"
-    reasons[chosen] = ("chosen: no other variant is within 1 pp of dense on validation and faster" if chosen == "dense" else
-                       f"chosen: fastest on {profile} (p50 {candidates[chosen]:.4g} ms vs dense "
-                       f"{timings['dense']['p50_ms']:.4g} ms) within 1 pp of dense on validation")
+        reasons[name] = ("within 5 % of the fastest but larger" if name in tied
+                         else f"slower on {profile} (p50 {p50:.4g} ms)")
+    reasons[chosen] = ("chosen: no other variant is within 1 pp of dense on validation and faster" if chosen == "dense"
+                       else f"chosen: fastest on {profile} (p50 {candidates[chosen]:.4g} ms vs dense "
+                            f"{timings['dense']['p50_ms']:.4g} ms) within 1 pp of dense on validation")
     return chosen, reasons
-
-
-def choose_variant(export: dict, bench: dict, preference: str = "best", profile: str = "edge-1t") -> str:
-    return explain_choice(export, bench, preference, profile)[0]
 
 
 def bench_rows(export: dict, bench: dict) -> list[dict]:
@@ -104,7 +103,8 @@ def _gain_sentences(export: dict, bench: dict) -> list[str]:
         speed = {p: r["models"][name]["speedup_p50"] for p, r in bench["profiles"].items()
                  if r["models"].get(name, {}).get("speedup_p50") is not None}
         speed_text = ", ".join(f"{p} {v:.2f}x" for p, v in speed.items())
-        val = (f"validation {100 * entry['val_accuracy']:.2f} % ({100 * (entry['val_accuracy'] - dense['val_accuracy']):+.2f} pp), "
+        val = (f"validation {100 * entry['val_accuracy']:.2f} % "
+               f"({100 * (entry['val_accuracy'] - dense['val_accuracy']):+.2f} pp), "
                if "val_accuracy" in entry else "")
         lines.append(f"- **{name}**: {size:.1f}x smaller compressed, p50 speed-up {speed_text}, accuracy {val}test "
                      f"{100 * entry['accuracy']:.2f} % ({100 * (entry['accuracy'] - dense['accuracy']):+.2f} pp)."
@@ -124,9 +124,11 @@ def summary_markdown(totals: dict, export: dict, bench: dict, chosen: str, publi
     why = [f"- `{name}`: {reason}" for name, reason in (reasons or {}).items()]
     return "\n".join([
         "# prune-and-export", "",
-        f"Pruning: {plural(totals['iterations'], 'iteration')}, {plural(totals['retrain_epochs'], 'retraining epoch')}, "
+        f"Pruning: {plural(totals['iterations'], 'iteration')}, "
+        f"{plural(totals['retrain_epochs'], 'retraining epoch')}, "
         f"{100 * totals['final_remaining_fraction']:.1f} % of weights left, final test accuracy "
-        f"{100 * totals['final_test_acc']:.2f} %, flow computation {100 * totals['flow_share']:.1f} % of pruning time.", "",
+        f"{100 * totals['final_test_acc']:.2f} %, flow computation {100 * totals['flow_share']:.1f} % of pruning time.",
+        "",
         "Against the dense ONNX model, measured side by side in this run:", *_gain_sentences(export, bench), "", where,
         *(["", f"Release: {release[0].upper()}{release[1:]}."] if release else []),
         *(["", "Why this variant:", *why] if why else []), ""])

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from incop_core.foundations.errors import IncopError, explain
+from incop_core.foundations.errors import explain
 
 # Only typer and rich load at start-up: device commands (pull, predict) must run without torch. A command body
 # imports what it needs inside `guarded`, so a missing extra is one sentence (errors.explain) naming it.
@@ -22,18 +22,10 @@ CRITERION_NAMES = "accuracy, fixed-epochs, incop, incop-gf, incop-if"
 DISTANCE_NAMES = "cka, disagreement, gf-paper, gf-relative, if-matrix, if-paper, kl"
 COMPARE_METHODS = "accuracy,incop-disagreement,matched-incop-disagreement,final-only,one-shot"
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Information Consistent Pruning for edge deployment.")
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Information Consistent Pruning for edge deployment.")
 console = Console(stderr=True)
 DEFAULT_RUNS = Path("runs")
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-    except RecursionError:
-        raise IncopError(f"--set value {text[:40]!r}... nests too deeply to be a setting; fix the value") from None
 
 
 def _fail(message: str) -> None:
@@ -62,6 +54,7 @@ def guarded(fn: Callable[..., Any], outputs: Optional[Mapping[str, Optional[Path
 
 def build_config(config: Optional[Path], flags: dict[str, Any], overrides: List[str]):
     """File, then flags, then --set key=value overrides; validated once at the end."""
+    from incop_core.foundations.rawconfig import parse_override
     from incop_core.imp.config import read_config_file, set_dotted, validate
 
     raw = read_config_file(config) if config else {}
@@ -72,24 +65,23 @@ def build_config(config: Optional[Path], flags: dict[str, Any], overrides: List[
             value = {"kind": value}
         set_dotted(raw, dotted, value)
     for item in overrides:
-        if "=" not in item:
-            raise IncopError(f"--set needs KEY=VALUE (got {item!r}), for example --set prune.schedule.p=1.0")
-        key, value = item.split("=", 1)
-        set_dotted(raw, key.strip(), _parse_value(value))
+        set_dotted(raw, *parse_override(item, "prune.schedule.p=1.0"))
     return validate(raw)
 
 
 @app.command()
 def prune(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON or TOML run config."),
-    model: Optional[str] = typer.Option(None, help="small-cnn, a torchvision model (resnet18, mobilenet_v2, efficientnet_b0, ...; see README) or package.module:factory."),
+    model: Optional[str] = typer.Option(None, help="small-cnn, a torchvision model (resnet18, mobilenet_v2, "
+                                                   "efficientnet_b0, ...; see README) or package.module:factory."),
     dataset: Optional[str] = typer.Option(None, help="fashion-mnist, mnist, cifar10, imagefolder or synthetic."),
     data_root: Optional[str] = typer.Option(None, help="Data directory."),
     train_subset: Optional[int] = typer.Option(None, help="Use this many training images."),
     test_subset: Optional[int] = typer.Option(None, help="Use this many test images."),
     schedule: Optional[str] = typer.Option(None, help=f"How much to prune: {SCHEDULE_NAMES}."),
     criterion: Optional[str] = typer.Option(None, help=f"When to stop retraining: {CRITERION_NAMES}."),
-    scope: Optional[str] = typer.Option(None, help="global, layer, neuron, filter or layer-filter (structured, per layer)."),
+    scope: Optional[str] = typer.Option(None, help="global, layer, neuron, filter, layer-filter (structured, per "
+                                                   "layer) or group (coupled channel sets)."),
     iterations: Optional[int] = typer.Option(None, help="Pruning iterations."),
     max_epochs: Optional[int] = typer.Option(None, help="Retraining epochs per iteration at most."),
     finetune_epochs: Optional[int] = typer.Option(None, help="Dense fine-tuning epochs."),
@@ -127,11 +119,14 @@ def prune(
 @app.command()
 def compare(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="JSON or TOML base config."),
-    methods: str = typer.Option(COMPARE_METHODS, help="Comma-separated: sap, lth, egp (fixed epochs; the base schedule is the trajectory source), accuracy, final-only, one-shot, incop-DISTANCE "
-                                f"({DISTANCE_NAMES}), matched-incop-DISTANCE (fixed epochs, same total as incop-DISTANCE), "
-                                "legacy incop-if, incop-gf, incop-if-auto, incop-gf-auto."),
-    seeds: str = typer.Option("0", help="Comma-separated distinct seeds (0 to 2^32-1); figures are mean ± std, differences paired per seed."),
-    rewinds: str = typer.Option("finetuned", help="Comma-separated rewinds every method runs under: finetuned, previous."),
+    methods: str = typer.Option(COMPARE_METHODS, help="Comma-separated: sap, lth, egp (fixed epochs; the base schedule "
+                                "is the trajectory source), accuracy, final-only, one-shot, incop-DISTANCE "
+                                f"({DISTANCE_NAMES}), matched-incop-DISTANCE (fixed epochs, same total as "
+                                "incop-DISTANCE), legacy incop-if, incop-gf, incop-if-auto, incop-gf-auto."),
+    seeds: str = typer.Option("0", help="Comma-separated distinct seeds (0 to 2^32-1); figures are mean ± std, "
+                                        "differences paired per seed."),
+    rewinds: str = typer.Option("finetuned", help="Comma-separated rewinds every method runs under: finetuned, "
+                                                  "previous."),
     model: Optional[str] = typer.Option(None, help="Architecture."),
     dataset: Optional[str] = typer.Option(None, help="Data set."),
     train_subset: Optional[int] = typer.Option(None, help="Use this many training images."),
@@ -143,9 +138,11 @@ def compare(
     runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where run directories live (finished runs are reused)."),
     out: Optional[Path] = typer.Option(None, help="Comparison directory (default runs-dir/compare/<id>)."),
 ) -> None:
-    """Run methods side by side on the base schedule's sparsity trajectory (fixed epochs); write JSON, markdown and plots."""
-    flags = {"model.name": model, "data.name": dataset, "data.train_subset": train_subset, "data.test_subset": test_subset,
-             "prune.iterations": iterations, "prune.max_epochs": max_epochs, "device": device}
+    """Run methods side by side on the base schedule's sparsity trajectory (fixed epochs); write JSON, markdown and
+    plots."""
+    flags = {"model.name": model, "data.name": dataset, "data.train_subset": train_subset,
+             "data.test_subset": test_subset, "prune.iterations": iterations, "prune.max_epochs": max_epochs,
+             "device": device}
 
     def go() -> None:
         from incop_core.experiments.compare import parse_seeds, run_compare
@@ -154,8 +151,8 @@ def compare(
         base = build_config(config, flags, set_)
         printer = lambda kind, info: kind == "method" and console.print(f"{info['method']} seed {info['seed']}")  # noqa: E731
         rewind_list = tuple(r.strip() for r in rewinds.split(",") if r.strip())
-        folder = run_compare(base, [m.strip() for m in methods.split(",") if m.strip()], seed_list, runs_dir, out, printer,
-                             rewind_list)
+        method_list = [m.strip() for m in methods.split(",") if m.strip()]
+        folder = run_compare(base, method_list, seed_list, runs_dir, out, printer, rewind_list)
         typer.echo((folder / "comparison.md").read_text())
         typer.echo(str(folder))
 

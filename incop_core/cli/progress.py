@@ -31,11 +31,13 @@ class ProgressPrinter:
         elif kind == "epoch":
             distance = "" if info["distance"] is None else f", distance {info['distance']:.4f}"
             self.bar.update(self.epochs, completed=info["epoch"],
-                            description=f"iter {info['iteration']} epoch {info['epoch']:.3g}: val {100 * info['val_acc']:.1f} %{distance}")
+                            description=f"iter {info['iteration']} epoch {info['epoch']:.3g}: val "
+                                        f"{100 * info['val_acc']:.1f} %{distance}")
         elif kind == "iteration":
             self.bar.update(self.iterations, completed=info["iteration"] + 1)
             self.console.print(f"iteration {info['iteration']}: {100 * info['remaining_fraction']:.1f} % weights left, "
-                               f"{info['epochs']:.3g} epochs ({info['stop_reason']}), test {100 * info['test_acc']:.2f} %")
+                               f"{info['epochs']:.3g} epochs ({info['stop_reason']}), test "
+                               f"{100 * info['test_acc']:.2f} %")
         elif kind == "finished" and info.get("resumed"):
             self.bar.update(self.iterations, completed=self.config.prune.iterations + 1)
             self.console.print("run already finished; nothing to do")

@@ -6,9 +6,10 @@ The training function always stops at `max_epochs`; criteria may stop it earlier
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Protocol
+from typing import Callable, Mapping, Optional
 
 import numpy as np
+from pydantic import BaseModel
 from torch import nn
 
 from incop_core.consistency.distances import Snapshot
@@ -76,9 +77,46 @@ def consistency_verdict(distance: float, epsilon: float, val_acc: float, dense_b
     return Verdict(False, None, distance, seconds)
 
 
-class Criterion(Protocol):
+class CriterionSettings(BaseModel):
+    """A criterion's config, and everything the runner asks of one: the plug-in protocol, stated once. A criterion
+    overrides what it changes; the defaults retrain up to prune.max_epochs, check after every epoch (and at epoch 0),
+    never mid-epoch, never the next prune decision, and need no flows or dense snapshot of their own."""
+
+    def retrain_budget(self, max_epochs: int, final: bool) -> float:
+        """Retraining epochs of one iteration at most (exactly, for a fixed budget)."""
+        return max_epochs
+
+    def check_every_epochs(self) -> int:
+        return 1
+
+    def steps_between_checks(self) -> Optional[int]:
+        """Also check every this many optimiser steps (None: only at epoch ends)."""
+        return None
+
+    def checks_decision(self, final: bool) -> bool:
+        """Does this iteration ask whether the next prune decision is settled (every eighth of an epoch)?"""
+        return False
+
+    def streams_flows(self) -> bool:
+        """Are the flows estimated from the training epoch's own batches (else on the probe set)?"""
+        return False
+
+    def probes_flows_while_finetuning(self) -> bool:
+        """Does iteration 0 measure probe flows after every fine-tuning epoch (to derive an auto epsilon)?"""
+        return False
+
+    def reference_distance(self) -> Optional[str]:
+        """The distance whose dense-network snapshot this criterion compares against, if any."""
+        return None
+
+
+class Criterion:
+    """A built criterion: `check` answers stop or go after each epoch; `epsilon` is its threshold, when it has one."""
+
+    epsilon: Optional[float] = None
+
     def check(self, epoch: EpochRecord) -> Verdict:
-        """Stop or go after this epoch."""
+        raise NotImplementedError
 
 
 CRITERIA: Registry[Criterion] = Registry("criterion")

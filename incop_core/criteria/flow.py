@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+from pydantic import ConfigDict, Field, PositiveFloat
 
 from incop_core.consistency.signals import flow_distance
 from incop_core.foundations.registry import KIND_FIELD
-from incop_core.criteria.base import CRITERIA, CriterionContext, EpochRecord, Verdict, consistency_verdict
+from incop_core.criteria.base import (CRITERIA, Criterion, CriterionContext, CriterionSettings, EpochRecord, Verdict,
+                                      consistency_verdict)
 
 Epsilon = Union[PositiveFloat, Literal["auto"]]
 Estimator = Literal["stream", "probe"]
@@ -18,20 +19,39 @@ ESTIMATOR_HELP = ("stream: accumulate the flow from the training epoch's own pas
 AUTO_HELP = "; 'auto' derives it from how far the dense network's flow still moved while fine-tuning."
 
 
-class IfConfig(BaseModel):
+class IfConfig(CriterionSettings):
     model_config = ConfigDict(extra="forbid", title="InCoP-IF (information flow)")  # the tab label in the Prefect UI
     kind: Literal["incop-if"] = Field("incop-if", json_schema_extra=KIND_FIELD)
     epsilon: Epsilon = Field(0.11, description="Stop when ||IF_t - IF*||_2 falls below this" + AUTO_HELP)
     check_every: int = Field(1, ge=1, description="Measure the flow after every this many epochs.")
     estimator: Estimator = Field("stream", description=ESTIMATOR_HELP)
 
+    def check_every_epochs(self) -> int:
+        return self.check_every
 
-class GfConfig(BaseModel):
+    def streams_flows(self) -> bool:
+        return self.estimator == "stream"
+
+    def probes_flows_while_finetuning(self) -> bool:
+        return self.estimator == "probe" and self.epsilon == "auto"
+
+
+class GfConfig(CriterionSettings):
     model_config = ConfigDict(extra="forbid", title="InCoP-GF (gradient flow)")  # the tab label in the Prefect UI
     kind: Literal["incop-gf"] = Field("incop-gf", json_schema_extra=KIND_FIELD)
-    epsilon: Epsilon = Field(0.5, description="Stop when ||GF_t - GF*||_2 falls below this (model-dependent)" + AUTO_HELP)
+    epsilon: Epsilon = Field(0.5,
+                             description="Stop when ||GF_t - GF*||_2 falls below this (model-dependent)" + AUTO_HELP)
     check_every: int = Field(1, ge=1, description="Measure the flow after every this many epochs.")
     estimator: Estimator = Field("stream", description=ESTIMATOR_HELP)
+
+    def check_every_epochs(self) -> int:
+        return self.check_every
+
+    def streams_flows(self) -> bool:
+        return self.estimator == "stream"
+
+    def probes_flows_while_finetuning(self) -> bool:
+        return self.estimator == "probe" and self.epsilon == "auto"
 
 
 SIGNALS = {"incop-if": "if", "incop-gf": "gf"}
@@ -43,7 +63,7 @@ def flow_key(config: Union[IfConfig, GfConfig]) -> str:
     return f"{signal}-stream" if config.estimator == "stream" else signal
 
 
-class FlowConsistency:
+class FlowConsistency(Criterion):
     """Flow distance under epsilon, or dense-best validation accuracy, stops retraining."""
 
     def __init__(self, config: Union[IfConfig, GfConfig], context: CriterionContext) -> None:

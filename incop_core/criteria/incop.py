@@ -14,7 +14,7 @@ import time
 from typing import Literal, Optional, Union
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt
 
 from incop_core.pruning.decision import decision_distance, removed
 from incop_core.consistency.distances import DISTANCES, Snapshot
@@ -22,13 +22,14 @@ from incop_core.consistency.distances.disagreement import agreement
 from incop_core.consistency.epsilon import consistent_epsilon, improved, recovered_epsilon
 from incop_core.pruning.masks import prunable_weights
 from incop_core.foundations.registry import KIND_FIELD
-from incop_core.criteria.base import ACCURACY, CRITERIA, FLOW, PLATEAU, SETTLED, CriterionContext, EpochRecord, Verdict
+from incop_core.criteria.base import (ACCURACY, CRITERIA, FLOW, PLATEAU, SETTLED, Criterion, CriterionContext,
+                                      CriterionSettings, EpochRecord, Verdict)
 
 DEFAULT_DISTANCE = "disagreement"
 DistanceName = Literal[tuple(DISTANCES.names())]
 
 
-class IncopConfig(BaseModel):
+class IncopConfig(CriterionSettings):
     model_config = ConfigDict(extra="forbid", title="InCoP (consistency distance)")  # the tab label in the Prefect UI
     kind: Literal["incop"] = Field("incop", json_schema_extra=KIND_FIELD)
     distance: DistanceName = Field(DEFAULT_DISTANCE, description="Consistency signal: " + "; ".join(
@@ -41,17 +42,20 @@ class IncopConfig(BaseModel):
         "with the dense network (which bounds the probe accuracy change) is at most this, never below the probe's "
         "resolution; 1 is the publish rule's."))
     plateau_window: Union[PositiveInt, Literal["auto"]] = Field(
-        "auto", description=("Final iteration: stop once the distance improved no more than its own noise over this many "
-                             "epochs (McNemar's test against the check that many epochs back, so never earlier); 'auto': half of "
-                             "prune.max_epochs, rounded up (the last half-budget of retraining brought nothing)."))
+        "auto", description=("Final iteration: stop once the distance improved no more than its own noise over this "
+                             "many epochs (McNemar's test against the check that many epochs back, so never earlier); "
+                             "'auto': half of prune.max_epochs, rounded up (the last half-budget of retraining brought "
+                             "nothing)."))
     final_epochs: Optional[PositiveInt] = Field(
         None, le=1000, description="Retraining epochs of the final iteration at most (None: twice prune.max_epochs).")
-    check_every: PositiveInt = Field(1, description="Measure consistency after every this many epochs (and always at epoch 0).")
+    check_every: PositiveInt = Field(1, description="Measure consistency after every this many epochs (and always at "
+                                                    "epoch 0).")
     check_every_steps: Optional[PositiveInt] = Field(
         None, description="Final iteration: also measure consistency every this many optimiser steps (intermediate "
-                          "iterations check their next prune decision every eighth of an epoch, which needs no data pass).")
+                          "iterations check their next prune decision every eighth of an epoch, which needs no data "
+                          "pass).")
 
-    def budget(self, max_epochs: int, final: bool) -> float:
+    def retrain_budget(self, max_epochs: int, final: bool) -> float:
         """Retraining epochs of one iteration at most: the final one has its own, larger cap."""
         return (self.final_epochs or 2 * max_epochs) if final else max_epochs
 
@@ -59,9 +63,18 @@ class IncopConfig(BaseModel):
         """Intermediate iterations ask whether the next prune decision is settled (every eighth of an epoch)."""
         return not final
 
+    def check_every_epochs(self) -> int:
+        return self.check_every
+
+    def steps_between_checks(self) -> Optional[int]:
+        return self.check_every_steps
+
+    def reference_distance(self) -> Optional[str]:
+        return self.distance
+
 
 @CRITERIA.register("incop", IncopConfig)
-class Consistency:
+class Consistency(Criterion):
     """Intermediate: decision settled, or consistent at the dense noise. Final: recovered, or no longer improving."""
 
     def __init__(self, config: IncopConfig, context: CriterionContext) -> None:
@@ -78,7 +91,8 @@ class Consistency:
         self._decision: Optional[dict[str, torch.Tensor]] = None  # removed set at the previous check
         auto = math.ceil(context.max_epochs / 2)
         self.window = max(1, auto) if config.plateau_window == "auto" else config.plateau_window
-        self._ends: dict[float, tuple[float, Optional[torch.Tensor]]] = {}  # epoch -> (distance, agreement) at epoch ends
+        # epoch -> (distance, agreement) at epoch ends
+        self._ends: dict[float, tuple[float, Optional[torch.Tensor]]] = {}
 
     def measure(self, epoch: EpochRecord) -> tuple[float, Optional[torch.Tensor]]:
         current: Snapshot = self.context.snapshot(epoch.model, epoch.mask, self.distance.needs)
@@ -92,7 +106,8 @@ class Consistency:
 
     def _intermediate(self, epoch: EpochRecord):
         """Settled decision (any check, no data pass); consistency and accuracy at epoch-end checks."""
-        decision = removed(epoch.mask, self.context.decide({n: w.detach() for n, w in prunable_weights(epoch.model).items()}))
+        decision = removed(epoch.mask,
+                           self.context.decide({n: w.detach() for n, w in prunable_weights(epoch.model).items()}))
         moved = None if self._decision is None else decision_distance(decision, self._decision)
         self._decision = decision
         if moved is not None and self.decision_noise is not None and moved <= self.decision_noise:

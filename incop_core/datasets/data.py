@@ -28,11 +28,13 @@ IDX_STEMS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", title="Data")
     name: Literal["fashion-mnist", "mnist", "cifar10", "imagefolder", "synthetic"] = Field(
-        "fashion-mnist", description="Data set: IDX files, a torchvision root, an ImageFolder tree, or synthetic test data.")
+        "fashion-mnist", description="Data set: IDX files, a torchvision root, an ImageFolder tree, or synthetic test "
+                                     "data.")
     root: Optional[str] = Field(None, description=(
         "Where the data lives; fashion-mnist defaults to the Debian package's directory. IDX images must be uint8 and "
         "labels integers; in an ImageFolder tree hidden folders and files are skipped and each image is read once."))
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="Share of the training split held out for validation (unless val_size is set).")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="Share of the training split held out for validation "
+                                                             "(unless val_size is set).")
     val_size: Optional[int] = Field(None, ge=1, description=(
         "Validation images, taken from training-split images outside train_subset when there are enough "
         "(the training set is then the whole subset), else carved out of it; overrides val_fraction."))
@@ -42,7 +44,8 @@ class DataConfig(BaseModel):
     image_size: int = Field(32, ge=8, le=512, description="Side length for imagefolder and synthetic images.")
     channels: int = Field(1, ge=1, le=3, title="Synthetic only: channels", description="Channels of synthetic images.")
     num_classes: int = Field(4, ge=2, le=100, title="Synthetic only: classes", description="Classes of synthetic data.")
-    synthetic_size: int = Field(512, ge=20, title="Synthetic only: training images", description="Training images of synthetic data (test gets a quarter).")
+    synthetic_size: int = Field(512, ge=20, title="Synthetic only: training images",
+                                description="Training images of synthetic data (test gets a quarter).")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,13 @@ class Split:
 
     def subset(self, index: torch.Tensor) -> "Split":
         return Split(self.images[index], self.labels[index])
+
+    def probe(self, seed: int, size: int) -> "Split":
+        """A run's fixed probe subset of its training split: the first `size` of a permutation seeded `seed + 1`
+        (the runner measures on it, export reopens it)."""
+        gen = torch.Generator().manual_seed(seed + 1)
+        index = torch.randperm(len(self), generator=gen)[:size]
+        return self.subset(index.to(self.labels.device))
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,8 @@ def _load_cifar10(root: Path, download: bool) -> tuple[Split, Split]:
     try:
         return split(True), split(False)
     except RuntimeError as exc:
-        raise DataError(f"CIFAR-10 not found under {root}; place cifar-10-batches-py there or pass --set data.download=true") from exc
+        raise DataError(f"CIFAR-10 not found under {root}; place cifar-10-batches-py there or pass --set "
+                        "data.download=true") from exc
     except OSError as exc:
         raise DataError(_no_download("CIFAR-10", root, exc)) from None
 
@@ -127,7 +138,8 @@ def _raw_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split, int]:
         raise DataError(f"data set {cfg.name} needs a root directory; pass --data-root")
     problem = not_a(root, FOLDER)
     if problem and not (cfg.download and problem == "does not exist" and cfg.name in ("mnist", "cifar10")):
-        raise DataError(f"data directory {root} {problem}; install the data (apt-get install dataset-fashion-mnist) or pass --data-root")
+        raise DataError(f"data directory {root} {problem}; install the data (apt-get install dataset-fashion-mnist) or "
+                        "pass --data-root")
     if cfg.name == "cifar10":
         return (*_load_cifar10(root, cfg.download), DECLARED_CLASSES["cifar10"])
     if cfg.name == "imagefolder":
@@ -151,8 +163,8 @@ def split_indices(cfg: DataConfig, order: torch.Tensor) -> tuple[torch.Tensor, t
     if cfg.val_size is None:
         n_val = max(1, int(round(len(subset) * cfg.val_fraction)))
         if n_val >= len(subset):
-            raise DataError(f"data.val_fraction {cfg.val_fraction} puts all {len(subset)} training images into validation, "
-                            "leaving none to train on; lower data.val_fraction or raise --train-subset")
+            raise DataError(f"data.val_fraction {cfg.val_fraction} puts all {len(subset)} training images into "
+                            "validation, leaving none to train on; lower data.val_fraction or raise --train-subset")
         return subset[n_val:], subset[:n_val]
     outside = order[len(subset):]
     if len(outside) >= cfg.val_size:
@@ -167,8 +179,9 @@ def _same_shape(train: Split, test: Split, cfg: DataConfig) -> None:
     """The network is sized to the training images, so test images of another size cannot be evaluated."""
     shape = lambda split: "x".join(str(d) for d in split.images.shape[1:])  # noqa: E731
     if train.images.shape[1:] != test.images.shape[1:]:
-        raise DataError(f"the test images of {cfg.root or cfg.name} are {shape(test)} (channels x height x width) but the "
-                        f"training images {shape(train)}; use test files of the same image size as the training files")
+        raise DataError(f"the test images of {cfg.root or cfg.name} are {shape(test)} (channels x height x width) but "
+                        f"the training images {shape(train)}; use test files of the same image size as the training "
+                        "files")
 
 
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
@@ -187,7 +200,8 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
 
 
 def batches(split: Split, batch_size: int, dataset: Dataset, device: torch.device,
-            generator: Optional[torch.Generator] = None, sharded: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            generator: Optional[torch.Generator] = None,
+            sharded: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Normalised float batches on `device`; shuffled when a generator is given; this rank's shard when `sharded`."""
     n = len(split)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
@@ -210,4 +224,5 @@ def describe(cfg: DataConfig, seed: int) -> dict:
     """Load the data (so a missing or corrupt set fails here) and summarise its splits."""
     data = load_dataset(cfg, seed)
     return {"name": data.name, "train": len(data.train), "val": len(data.val), "test": len(data.test),
-            "classes": data.num_classes, "input_shape": list(data.input_shape), "mean": list(data.mean), "std": list(data.std)}
+            "classes": data.num_classes, "input_shape": list(data.input_shape), "mean": list(data.mean),
+            "std": list(data.std)}

@@ -24,7 +24,8 @@ _CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}
 def read_idx(path: Path) -> np.ndarray:
     """Parse an IDX file; a truncated or corrupt file raises DataError naming the file."""
     path = Path(path)
-    fix = f"{path} is corrupt or truncated; reinstall the data (apt-get install --reinstall dataset-fashion-mnist) or point --data-root elsewhere"
+    fix = (f"{path} is corrupt or truncated; reinstall the data (apt-get install --reinstall dataset-fashion-mnist) "
+           "or point --data-root elsewhere")
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
@@ -49,15 +50,18 @@ def read_idx(path: Path) -> np.ndarray:
 
 def find_idx(root: Path, stem: str) -> Path:
     """The file `stem` or `stem`.gz in `root` or the folders torchvision downloads into."""
-    candidates = [folder / name for folder in (root, root / "FashionMNIST" / "raw", root / "MNIST" / "raw", root / "raw")
+    candidates = [folder / name
+                  for folder in (root, root / "FashionMNIST" / "raw", root / "MNIST" / "raw", root / "raw")
                   for name in (stem, stem + ".gz")]
     kinds = [kind_of(path) for path in candidates]
     if FILE in kinds:
         return candidates[kinds.index(FILE)]
     odd = next(((path, kind) for path, kind in zip(candidates, kinds) if kind is not None), None)
     if odd:
-        raise DataError(f"{odd[0]} is {odd[1]}, not a file; replace it with the IDX file or point --data-root elsewhere")
-    raise DataError(f"{stem}[.gz] not found under {root}; install the data (apt-get install dataset-fashion-mnist) or pass --data-root")
+        raise DataError(f"{odd[0]} is {odd[1]}, not a file; replace it with the IDX file or point --data-root "
+                        "elsewhere")
+    raise DataError(f"{stem}[.gz] not found under {root}; install the data (apt-get install dataset-fashion-mnist) or "
+                    "pass --data-root")
 
 
 def read_pair(root: Path, stems: tuple[str, str], classes: int, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +69,8 @@ def read_pair(root: Path, stems: tuple[str, str], classes: int, name: str) -> tu
     image_file, label_file = (find_idx(root, stem) for stem in stems)
     images, labels = read_idx(image_file), read_idx(label_file)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise DataError(f"IDX files under {root} do not pair up ({images.shape} images, {labels.shape} labels); check --data-root")
+        raise DataError(f"IDX files under {root} do not pair up ({images.shape} images, {labels.shape} labels); check "
+                        "--data-root")
     if images.dtype != np.uint8:
         raise DataError(f"{image_file} holds {images.dtype} pixels, but IDX images must be unsigned bytes (0..255); "
                         f"convert them to uint8 or point --data-root at the real {name} files")
@@ -77,12 +82,12 @@ def check_labels(labels: np.ndarray, classes: int, path: Path, name: str) -> Non
     """Refuse labels that are not integers in 0..classes-1: the data set declares `classes` classes, one stray label
     must not add more, and a float label (NaN, 2.5) names no class."""
     if not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{path} holds {labels.dtype} labels, but labels must be integers (class numbers 0..{classes - 1}); "
-                        f"fix the label file or point --data-root at the real {name} files")
+        raise DataError(f"{path} holds {labels.dtype} labels, but labels must be integers (class numbers "
+                        f"0..{classes - 1}); fix the label file or point --data-root at the real {name} files")
     bad = labels[(labels < 0) | (labels >= classes)]
     if len(bad):
-        raise DataError(f"{path} holds label {int(bad[0])} ({len(bad)} labels outside 0..{classes - 1}), but {name} has "
-                        f"{classes} classes; fix the label file or point --data-root at the real {name} files")
+        raise DataError(f"{path} holds label {int(bad[0])} ({len(bad)} labels outside 0..{classes - 1}), but {name} "
+                        f"has {classes} classes; fix the label file or point --data-root at the real {name} files")
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -103,7 +103,8 @@ def read_split(folder: Path, size: int, walk: _Walk) -> tuple[torch.Tensor, torc
     return torch.stack(images), torch.tensor(labels), classes
 
 
-def load_tree(root: Path, size: int) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], int]:
+def load_tree(root: Path,
+              size: int) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], int]:
     """(train images, labels), (test images, labels) and the number of classes of an ImageFolder root."""
     if not (root / "train").is_dir() or not (root / "test").is_dir():
         raise DataError(f"ImageFolder root {root} needs train/ and test/ subdirectories with one folder per class")

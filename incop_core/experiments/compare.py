@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Callable, Optional
 
-from incop_core.experiments.compare_stats import (DEFAULT_REWIND, MATCHED, Records, final_spread_pp, label, remaining_spread_pp, split_label,
-                            summarise, summary_rows)
+from incop_core.experiments.compare_stats import (DEFAULT_REWIND, MATCHED, Records, final_spread_pp, label,
+                                                  remaining_spread_pp, split_label, summarise, summary_rows)
 from incop_core.imp.config import RunConfig, validate
 from incop_core.consistency.distances import DISTANCES
 from incop_core.foundations.errors import ConfigError
@@ -73,7 +73,8 @@ def overrides(method: str) -> dict:
 def method_raw(base: RunConfig, method: str, seed: int, rewind: str = DEFAULT_REWIND,
                follow: Optional[list[dict[str, int]]] = None, epochs: Optional[float] = None) -> dict:
     """The raw run config of one method: base settings, the method's plug-ins, then rewind, follow and epochs. A
-    schedule method keeps the base preset when it is the base's schedule; one-shot prunes once, to the end of `follow`."""
+    schedule method keeps the base preset when it is the base's schedule; one-shot prunes once, to the end of
+    `follow`."""
     raw = base.model_dump(mode="json")
     raw["seed"] = seed
     prune = raw["prune"]
@@ -133,7 +134,8 @@ def plan(methods: list[str], rewinds: list[str], source: str = "sap") -> list[tu
     for method in methods:
         overrides(method)
         if method.startswith(MATCHED) and method[len(MATCHED):] not in methods:
-            raise ConfigError(f"{method} matches the budget of {method[len(MATCHED):]}; add that method to --methods too")
+            raise ConfigError(f"{method} matches the budget of {method[len(MATCHED):]}; add that method to --methods "
+                              "too")
     unknown = [r for r in rewinds if r not in REWINDS]
     if unknown or not rewinds:
         raise ConfigError(f"unknown rewinds {unknown or rewinds}; choose from: {', '.join(REWINDS)}")
@@ -144,7 +146,8 @@ def plan(methods: list[str], rewinds: list[str], source: str = "sap") -> list[tu
     return order
 
 
-def comparison_id(base: RunConfig, methods: list[str], seeds: list[int], rewinds: tuple[str, ...] = (DEFAULT_REWIND,)) -> str:
+def comparison_id(base: RunConfig, methods: list[str], seeds: list[int],
+                  rewinds: tuple[str, ...] = (DEFAULT_REWIND,)) -> str:
     key = json.dumps([base.config_hash(), sorted(methods), sorted(seeds), sorted(rewinds)])
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
@@ -166,8 +169,8 @@ def run_seed(base: RunConfig, order: list[tuple[str, str]], seed: int, runs_root
         if name == source:
             follow = trajectory(run)
             if len(follow) != base.prune.iterations:
-                raise ConfigError(f"the {source} run {run} finished {len(follow)} of {base.prune.iterations} iterations; "
-                                  "re-run to finish it")
+                raise ConfigError(f"the {source} run {run} finished {len(follow)} of {base.prune.iterations} "
+                                  "iterations; re-run to finish it")
     return records, follow
 
 
@@ -191,10 +194,12 @@ def run_compare(base: RunConfig, methods: list[str], seeds: list[int], runs_root
     following = [name for name in records if split_label(name)[0] not in (*SCHEDULE_METHODS, ONE_SHOT)
                  or split_label(name)[0] == source]
     identical = {"max_abs_diff_pp": remaining_spread_pp(records, following), "labels": following,
-                 "final_max_abs_diff_pp": final_spread_pp(records, [n for n in records if n in following or n == ONE_SHOT])}
+                 "final_max_abs_diff_pp": final_spread_pp(records,
+                                                          [n for n in records if n in following or n == ONE_SHOT])}
     write_json_atomic(out / "comparison.json", {"base_config": base.model_dump(mode="json"), "source": source,
                                                 "methods": methods, "rewinds": list(rewinds), "seeds": seeds,
-                                                "labels": list(records), "summary": summary, "identical_remaining": identical,
+                                                "labels": list(records), "summary": summary,
+                                                "identical_remaining": identical,
                                                 "trajectories": trajectories, "records": records})
     plots = comparison_plots(records, out)
     write_text_atomic(out / "comparison.md", "# Comparison\n\n" + markdown_table(summary_rows(summary, source)) + "\n"

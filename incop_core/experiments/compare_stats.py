@@ -23,7 +23,8 @@ T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622,
         2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
         2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
 Z975 = 1.959964
-TOTAL_KEYS = ("retrain_epochs", "pruning_wall_seconds", "flow_seconds", "flow_share", "final_remaining_fraction", "final_test_acc")
+TOTAL_KEYS = ("retrain_epochs", "pruning_wall_seconds", "flow_seconds", "flow_share", "final_remaining_fraction",
+              "final_test_acc")
 
 
 def label(method: str, rewind: str) -> str:
@@ -63,7 +64,8 @@ def t_interval(values: Iterable[float]) -> dict:
 def paired_pp(records: Records, a: str, b: str) -> dict:
     """Final test accuracy of `a` minus `b`, in pp, per seed both ran, with its 95 % interval."""
     seeds = sorted(set(records[a]) & set(records[b]))
-    return t_interval(100 * (totals(records[a][s])["final_test_acc"] - totals(records[b][s])["final_test_acc"]) for s in seeds)
+    return t_interval(100 * (totals(records[a][s])["final_test_acc"] - totals(records[b][s])["final_test_acc"])
+                      for s in seeds)
 
 
 def remaining_spread_pp(records: Records, labels: list[str]) -> Optional[float]:
@@ -122,10 +124,12 @@ def summarise(records: Records, source: str = "sap") -> dict:
             row["test_acc_pp_vs_source"] = paired_pp(records, name, reference)
         for kind in BASELINES:
             other = _baseline(kind, method, rewind)
-            paired = method.startswith("incop-") or (kind != "matched" and method == source)  # the source: does it matter?
+            # the source: does it matter?
+            paired = method.startswith("incop-") or (kind != "matched" and method == source)
             if paired and other in summary and other != name:
                 row[f"test_acc_pp_vs_{kind}"] = paired_pp(records, name, other)
-                row[f"epochs_ratio_to_{kind}"] = _ratio(row["retrain_epochs"]["mean"], summary[other]["retrain_epochs"]["mean"])
+                row[f"epochs_ratio_to_{kind}"] = _ratio(row["retrain_epochs"]["mean"],
+                                                        summary[other]["retrain_epochs"]["mean"])
         if source in records and method != BASELINES["one_shot"]:
             row["remaining_gap_pp_vs_source"] = remaining_spread_pp(records, [name, source])
         elif source in records:
@@ -154,7 +158,8 @@ def summary_rows(summary: dict, source: str = "sap") -> list[dict]:
     return [{"method": m, "retrain epochs": _fmt(s["retrain_epochs"], digits=1),
              "pruning wall s": _fmt(s["pruning_wall_seconds"], digits=1),
              "flow share %": _fmt(s["flow_share"], 100), "remaining %": _fmt(s["final_remaining_fraction"], 100),
-             "test acc %": _fmt(s["final_test_acc"], 100), f"epochs ÷ {ref}": _opt(s.get("epochs_ratio_to_source"), ".3f"),
+             "test acc %": _fmt(s["final_test_acc"], 100),
+             f"epochs ÷ {ref}": _opt(s.get("epochs_ratio_to_source"), ".3f"),
              f"wall ÷ {ref}": _opt(s.get("wall_ratio_to_source"), ".3f"),
              f"acc − {ref} pp [95 %]": _interval_text(s.get("test_acc_pp_vs_source")),
              "acc − matched pp [95 %]": _interval_text(s.get("test_acc_pp_vs_matched")),

@@ -106,7 +106,8 @@ def _train_dense(model: nn.Module, cfg: LadderConfig, measure: _Measure, note: N
     return dense, best_state
 
 
-def _pruned(reference: nn.Module, ratio: float, k: int, cfg: LadderConfig, measure: _Measure, note: Note) -> list[Measured]:
+def _pruned(reference: nn.Module, ratio: float, k: int, cfg: LadderConfig, measure: _Measure,
+            note: Note) -> list[Measured]:
     """One-shot global magnitude pruning of the reference, measured after each of `retrain_epochs` masked epochs."""
     model = copy.deepcopy(reference)
     dense = Mask.dense(model)
@@ -115,7 +116,8 @@ def _pruned(reference: nn.Module, ratio: float, k: int, cfg: LadderConfig, measu
     opt, out, pct = MaskedSGD(model, mask, cfg.optim.retraining()), [], f"{100 * ratio:g}"
     for epoch in range(max(cfg.retrain_epochs) + 1):
         if epoch:
-            train_epoch(model, measure.data, opt, cfg.optim.batch_size, measure.device, _generator(cfg.seed, k + 1, epoch))
+            train_epoch(model, measure.data, opt, cfg.optim.batch_size, measure.device,
+                        _generator(cfg.seed, k + 1, epoch))
         if epoch in cfg.retrain_epochs:
             out.append(measure(f"pruned-{pct}-r{epoch}", "pruned", epoch, model, mask))
     note(f"pruned {pct} %: val " + " ".join(f"{m.val_acc:.4f}" for m in out))

@@ -78,7 +78,8 @@ class SignalScore:
 
 
 def score_signal(rows: Sequence[dict], name: str, noise: float, extremes: Sequence[str]) -> SignalScore:
-    """Score one signal over ladder rows (each with 'name', 'gap' and 'distances'); `extremes` names the far checkpoints."""
+    """Score one signal over ladder rows (each with 'name', 'gap' and 'distances'); `extremes` names the far
+    checkpoints."""
     dist = np.array([r["distances"][name] for r in rows], float)
     gaps = np.array([r["gap"] for r in rows], float)
     recovered, unrecovered = dist[gaps <= RECOVERED_GAP], dist[gaps > UNRECOVERED_GAP]

@@ -82,8 +82,10 @@ def _explain_os(exc: OSError, outputs: Mapping[str, Optional[Path]]) -> Optional
             errno.EEXIST: f"{path} already exists; remove it or choose another {flag or 'path'}",
             errno.EISDIR: f"{path} is a directory where a file is needed; pass a file path or remove the directory",
             errno.ENAMETOOLONG: f"the file name {str(path)[:60]}... is too long; use a shorter path",
-            errno.EADDRINUSE: "the address is already in use; stop the program using that port or choose another --port",
-            errno.ENOENT: f"cannot create {path} there; {writable}" if flag else f"{path} does not exist; check the path",
+            errno.EADDRINUSE: "the address is already in use; stop the program using that port or choose another "
+                              "--port",
+            errno.ENOENT: f"cannot create {path} there; {writable}" if flag
+                          else f"{path} does not exist; check the path",
             }.get(code)
 
 
@@ -99,7 +101,8 @@ def _explain_other(exc: BaseException) -> Optional[str]:
     kind, module, text = type(exc).__name__, type(exc).__module__, str(exc).strip()
     first = text.splitlines()[0][:200] if text else kind
     if module.startswith("onnxruntime") and kind in ORT_LOAD_ERRORS:
-        return f"onnxruntime cannot load the model ({first}); check that the file is a complete ONNX model, or export it again"
+        return (f"onnxruntime cannot load the model ({first}); check that the file is a complete ONNX model, or "
+                "export it again")
     if isinstance(exc, json.JSONDecodeError):
         return f"a JSON file is corrupt ({first}); restore it or delete it and re-run the command that wrote it"
     if kind == "ValidationError" and module.startswith("pydantic"):

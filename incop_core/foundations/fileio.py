@@ -69,7 +69,8 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CorruptFile(f"{path} is corrupt ({exc}); restore it, or delete it and re-run the command that wrote it") from None
+        raise CorruptFile(f"{path} is corrupt ({exc}); restore it, or delete it and re-run the command that wrote "
+                          "it") from None
 
 
 def copy_folder_atomic(source: Path, target: Path) -> None:

@@ -29,7 +29,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     kind = "TOML" if path.suffix == ".toml" else "JSON"
     problem = not_a(path, FILE)
     if problem:
-        fix = "check the path given to --config" if problem == "does not exist" else "pass a JSON or TOML file to --config"
+        fix = ("check the path given to --config" if problem == "does not exist"
+               else "pass a JSON or TOML file to --config")
         raise ConfigError(f"config file {path} {problem}; {fix}")
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise ConfigError(f"config file {path} is {path.stat().st_size // 2**20} MiB, more than the "
@@ -95,3 +96,16 @@ def set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
             raise ConfigError(f"cannot set {dotted}: {key} is a single value, not a section; use --set {key}=VALUE")
         node = child
     node[leaf] = value
+
+
+def parse_override(item: str, example: str) -> tuple[str, Any]:
+    """One `--set KEY=VALUE` of either CLI: the dotted key and its value (JSON when it parses, else the text)."""
+    if "=" not in item:
+        raise ConfigError(f"--set needs KEY=VALUE (got {item!r}), for example --set {example}")
+    key, text = item.split("=", 1)
+    try:
+        return key.strip(), json.loads(text)
+    except json.JSONDecodeError:
+        return key.strip(), text
+    except RecursionError:
+        raise ConfigError(f"--set value {text[:40]!r}... nests too deeply to be a setting; fix the value") from None

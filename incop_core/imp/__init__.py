@@ -1,1 +1,1 @@
-"""Iterative magnitude pruning runs: the run config, the IMP runner and its next-decision step, run directories, file names, checkpoints, sparsity trajectories, tables."""
+"""Iterative magnitude pruning runs: run config, runner, next-decision step, run directories, trajectories, tables."""

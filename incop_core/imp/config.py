@@ -39,22 +39,26 @@ def as_choice(schema: dict[str, Any]) -> None:
 class PruneConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", title="Pruning")
     iterations: int = Field(5, ge=0, le=200, description="Prune-and-retrain iterations after fine-tuning.")
-    scope: Scope = Field("global", description="Ranking scope: global, layer, neuron, filter (structured, one ranking over all filters) or "
-                                               "layer-filter (structured, ranked inside each layer: no layer is emptied) or group (structured: "
-                                               "coupled channel sets of BN, depthwise convs and residual adds pruned as one, "
-                                               "so every pruned channel is removed by compaction).")
+    scope: Scope = Field("global", description="Ranking scope: global, layer, neuron, filter (structured, one ranking "
+                                               "over all filters) or layer-filter (structured, ranked inside each "
+                                               "layer: no layer is emptied) or group (structured: coupled channel sets "
+                                               "of BN, depthwise convs and residual adds pruned as one, so every "
+                                               "pruned channel is removed by compaction).")
     round_to: Union[Annotated[int, Field(ge=2, le=256)], Literal["auto"], None] = Field(
-        None, description="layer-filter and group scopes only: every layer (group) keeps a multiple of this many filters "
-                          "(the schedule's kept count rounded down, at least one multiple), so removed filters become "
-                          "removed latency on SIMD CPU kernels; auto measures the kept widths k-7..k of every layer "
-                          "(group) with onnxruntime on one thread, once per machine, and keeps the widest within 5 % "
-                          "of the fastest; None keeps exact counts.")
-    max_epochs: int = Field(20, ge=1, le=1000, description="Retraining epochs per iteration at most (exactly, for fixed-epochs).")
+        None, description="layer-filter and group scopes only: every layer (group) keeps a multiple of this many "
+                          "filters (the schedule's kept count rounded down, at least one multiple), so removed filters "
+                          "become removed latency on SIMD CPU kernels; auto measures the kept widths k-7..k of every "
+                          "layer (group) with onnxruntime on one thread, once per machine, and keeps the widest within "
+                          "5 % of the fastest; None keeps exact counts.")
+    max_epochs: int = Field(20, ge=1, le=1000, description="Retraining epochs per iteration at most (exactly, for "
+                                                           "fixed-epochs).")
     schedule: ScheduleConfig = Field(default_factory=lambda: SCHEDULES.config_for(DEFAULT_KINDS["schedule"])(),
-                                     description=f"How much to prune each iteration: choose a kind ({', '.join(SCHEDULES.names())}), then its settings.",
+                                     description="How much to prune each iteration: choose a kind "
+                                                 f"({', '.join(SCHEDULES.names())}), then its settings.",
                                      json_schema_extra=as_choice)
     criterion: CriterionConfig = Field(default_factory=lambda: CRITERIA.config_for(DEFAULT_KINDS["criterion"])(),
-                                       description=f"When to stop retraining: choose a kind ({', '.join(CRITERIA.names())}), then its settings.",
+                                       description="When to stop retraining: choose a kind "
+                                                   f"({', '.join(CRITERIA.names())}), then its settings.",
                                        json_schema_extra=as_choice)
     probe_size: int = Field(2048, ge=16, description="Images in the fixed, seeded probe subset of the training split.")
     probe_batch: int = Field(256, ge=1, description="Batch size for probe passes.")
@@ -62,21 +66,22 @@ class PruneConfig(BaseModel):
         "finetuned", description="Weights each retraining restarts from: the fine-tuned dense weights (masked), or "
                                  "the previous iteration's trained weights (the paper's text).")
     follow: Optional[list[dict[str, NonNegativeInt]]] = Field(
-        None, description="A sparsity trajectory to follow instead of asking the schedule: per iteration, the survivors "
-                          "per group after pruning (from another run; `incop compare` sets it so methods match).")
+        None, description="A sparsity trajectory to follow instead of asking the schedule: per iteration, the "
+                          "survivors per group after pruning (from another run; `incop compare` sets it so methods "
+                          "match).")
 
     @model_validator(mode="after")
     def _round_to_needs_layer_filter(self) -> "PruneConfig":
         if self.round_to is not None and self.scope not in PER_LAYER_FILTERS:
-            raise ValueError(f"prune.round_to rounds each layer's filter count, so it needs scope layer-filter or group "
-                             f"(got {self.scope}); set prune.scope=layer-filter or leave prune.round_to empty")
+            raise ValueError("prune.round_to rounds each layer's filter count, so it needs scope layer-filter or "
+                             f"group (got {self.scope}); set prune.scope=layer-filter or leave prune.round_to empty")
         return self
 
     @model_validator(mode="after")
     def _follow_covers_iterations(self) -> "PruneConfig":
         if self.follow is not None and len(self.follow) < self.iterations:
-            raise ValueError(f"prune.follow holds {len(self.follow)} iterations but prune.iterations is {self.iterations}; "
-                             f"lower prune.iterations or follow a longer run")
+            raise ValueError(f"prune.follow holds {len(self.follow)} iterations but prune.iterations is "
+                             f"{self.iterations}; lower prune.iterations or follow a longer run")
         return self
 
     @field_validator("schedule", "criterion", mode="before")
@@ -122,8 +127,8 @@ def _setting(loc) -> str:
 
 
 def _short(msg: str) -> str:
-    return msg.removeprefix("Value error, ").replace("Input should be", "should be").replace("Extra inputs are not permitted",
-                                                                                             "is not a setting of this kind")
+    return msg.removeprefix("Value error, ").replace("Input should be", "should be").replace(
+        "Extra inputs are not permitted", "is not a setting of this kind")
 
 
 class RunConfig(BaseModel):
@@ -132,7 +137,8 @@ class RunConfig(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig, description="Which data and how it is split.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Which architecture.")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimiser settings.")
-    finetune_epochs: int = Field(5, ge=1, le=1000, description="Dense fine-tuning epochs, at most (the best validation epoch is kept).")
+    finetune_epochs: int = Field(5, ge=1, le=1000, description="Dense fine-tuning epochs, at most (the best validation "
+                                                               "epoch is kept).")
     finetune_plateau_pp: Optional[float] = Field(
         None, gt=0, le=100, description="Stop fine-tuning at the plateau: when validation accuracy gained less than "
                                         "this many points over the last 2 epochs (None: always finetune_epochs).")
@@ -163,7 +169,8 @@ class RunConfig(BaseModel):
     def _plateau_needs_constant_lr(self) -> "RunConfig":
         if self.finetune_plateau_pp is not None and self.optim.schedule == "cosine":
             raise ValueError("finetune_plateau_pp would stop a cosine schedule half-way; set optim.schedule=constant "
-                             "with it, or leave finetune_plateau_pp empty (cosine fine-tuning converges in finetune_epochs)")
+                             "with it, or leave finetune_plateau_pp empty (cosine fine-tuning converges in "
+                             "finetune_epochs)")
         return self
 
     @model_validator(mode="after")

@@ -24,12 +24,6 @@ from incop_core.training.train import train
 from incop_core.imp.trajectory import follow_counts
 
 
-def checks_decision(criterion, final: bool) -> bool:
-    """Does this criterion check the next prune decision in this iteration (InCoP's intermediate iterations)?"""
-    asks = getattr(criterion, "checks_decision", None)
-    return bool(asks and asks(final))
-
-
 class NextDecision:
     """Prune counts, the next-decision function and its noise for one run (needs the attributes of runner.Pruning)."""
 
@@ -38,8 +32,8 @@ class NextDecision:
         prune = self.config.prune
         if prune.follow is not None:
             return follow_counts(mask, prune.scope, prune.follow[t - 1])
-        counts = SCHEDULES.build(prune.schedule).prune_counts(PruneState(weights, mask, prune.scope, t, self.model, self.probe,
-                                                                                  self.groups))
+        counts = SCHEDULES.build(prune.schedule).prune_counts(PruneState(weights, mask, prune.scope, t, self.model,
+                                                                         self.probe, self.groups))
         if prune.round_to == "auto":
             return self.widths.counts(counts, mask)
         return magnitude.round_filter_counts(counts, mask, prune.round_to) if prune.round_to else counts
@@ -48,7 +42,7 @@ class NextDecision:
         """Weights -> the mask iteration t would prune `mask` to. A schedule that probes data (EGP) is asked once, on
         the first weights given, and its counts are held: every later decision is the magnitude ranking alone."""
         held: dict[str, dict[str, int]] = {}
-        probes = getattr(SCHEDULES.build(self.config.prune.schedule), "probes_data", False) and self.config.prune.follow is None
+        probes = SCHEDULES.build(self.config.prune.schedule).probes_data and self.config.prune.follow is None
 
         def decide(weights) -> Mask:
             counts = held.get("counts") or self.prune_counts(t, weights, mask)
@@ -57,16 +51,20 @@ class NextDecision:
             return magnitude.prune(weights, mask, counts, self.config.prune.scope, self.groups)
         return decide
 
-    def iteration_context(self, context: CriterionContext, t: int, mask: Mask, final: bool) -> tuple[CriterionContext, float]:
+    def iteration_context(self, context: CriterionContext, t: int, mask: Mask,
+                          final: bool) -> tuple[CriterionContext, float]:
         """The criterion's view of iteration t, and the seconds spent measuring the dense decision noise."""
-        context = replace(context, final=final, probe_size=len(self.probe_split), max_epochs=self.config.prune.max_epochs)
-        if not checks_decision(self.config.prune.criterion, final):
+        context = replace(context, final=final, probe_size=len(self.probe_split),
+                          max_epochs=self.config.prune.max_epochs)
+        if not self.config.prune.criterion.checks_decision(final):
             return context, 0.0
         start = time.perf_counter()
         decide = self.decider(t + 1, mask)
-        decide({n: w.detach() for n, w in prunable_weights(self.model).items()})  # a probing schedule's counts: held now
+        # a probing schedule's counts: held now
+        decide({n: w.detach() for n, w in prunable_weights(self.model).items()})
         dense, moved = self.settled_dense()
-        return replace(context, decide=decide, decision_noise=decision_noise(decide, dense, moved, mask)), time.perf_counter() - start
+        return (replace(context, decide=decide, decision_noise=decision_noise(decide, dense, moved, mask)),
+                time.perf_counter() - start)
 
     def settled_dense(self) -> tuple[dict, dict]:
         """The dense network's prunable weights, and the same after one decision-check interval of retraining (the

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-COLUMNS = ("iter", "remaining %", "epochs", "stop", "val acc %", "test acc %", "wall s", "flow s", "last distance")
-
-
 def iteration_rows(records: list[dict]) -> list[dict]:
     rows = []
     for r in records:
         last = r["distances"][-1]["distance"] if r.get("distances") else None
         rows.append({"iter": r["iteration"], "remaining %": round(100 * r["remaining_fraction"], 2),
-                     "epochs": round(r["epochs"], 2), "stop": r["stop_reason"], "val acc %": round(100 * r["val_acc"], 2),
+                     "epochs": round(r["epochs"], 2), "stop": r["stop_reason"],
+                     "val acc %": round(100 * r["val_acc"], 2),
                      "test acc %": round(100 * r["test_acc"], 2), "wall s": round(r["wall_seconds"], 1),
                      "flow s": round(r["flow_seconds"], 2), "last distance": None if last is None else round(last, 4)})
     return rows
@@ -39,7 +37,8 @@ def chance_warnings(record: dict, classes: int) -> list[str]:
     stage = "fine-tuning" if record["iteration"] == 0 else f"retraining after prune iteration {record['iteration']}"
     option = "optim.lr" if record["iteration"] == 0 else "optim.retrain_lr"
     return [f"{stage} ended at chance accuracy (validation {100 * record['val_acc']:.1f} %, test "
-            f"{100 * record['test_acc']:.1f} %, chance {100 * chance:.3g} %); lower the learning rate (--set {option}=...)"]
+            f"{100 * record['test_acc']:.1f} %, chance {100 * chance:.3g} %); lower the learning rate "
+            f"(--set {option}=...)"]
 
 
 def run_warnings(records: list[dict]) -> list[str]:
@@ -61,13 +60,14 @@ def dense_plateau(records: list[dict]) -> dict:
     over its last 2 epochs and whether that is a plateau (< 0.3 pp; docs/algorithms.md §7), and its test accuracy."""
     dense = records[0]
     accs = [h["val_acc"] for h in dense["history"] if h["epoch"] >= 1]
-    return {"epochs": len(accs), "val_acc_per_epoch": accs, "best_val_acc": dense["val_acc"], "test_acc": dense["test_acc"],
+    return {"epochs": len(accs), "val_acc_per_epoch": accs, "best_val_acc": dense["val_acc"],
+            "test_acc": dense["test_acc"],
             "val_gain_last_2_epochs_pp": dense.get("plateau_gain_pp"), "plateaued": bool(dense.get("plateau"))}
 
 
 def plateau_sentence(plateau: dict, train_images: int, test_images: int) -> str:
     gain = plateau["val_gain_last_2_epochs_pp"]
-    return (f"Dense baseline: {plateau['epochs']} cosine fine-tuning epochs on {train_images} training images; validation "
-            f"gained {'n/a' if gain is None else f'{gain:.2f}'} pp over its last 2 epochs "
+    return (f"Dense baseline: {plateau['epochs']} cosine fine-tuning epochs on {train_images} training images; "
+            f"validation gained {'n/a' if gain is None else f'{gain:.2f}'} pp over its last 2 epochs "
             f"({'a plateau: < 0.3 pp' if plateau['plateaued'] else 'NOT a plateau (>= 0.3 pp)'}); test accuracy "
             f"{100 * plateau['test_acc']:.2f} % on {test_images} test images.")

@@ -17,7 +17,8 @@ from incop_core.imp.config import RunConfig
 from incop_core.foundations.errors import ConfigError, IncopError, RunLocked
 from incop_core.foundations.fileio import read_json, write_json_atomic
 
-LEFTOVER_TMP = re.compile(r"^\.(%s)\..+\.tmp$" % "|".join(re.escape(n) for n in (paths.CONFIG, paths.STATUS, paths.RECORDS)))
+LEFTOVER_TMP = re.compile(r"^\.(%s)\..+\.tmp$" % "|".join(re.escape(n)
+                                                          for n in (paths.CONFIG, paths.STATUS, paths.RECORDS)))
 CRASHED = "crashed (the process stopped without finishing); re-run the same command to resume"
 STALE_TMP_SECONDS = 60
 RECORD_NUMBERS = ("iteration", "remaining_fraction", "epochs", "val_acc", "test_acc", "wall_seconds", "flow_seconds")
@@ -31,7 +32,8 @@ def open_run(config: RunConfig, root: Path, run: Optional[Path] = None) -> Path:
         try:
             old = RunConfig.model_validate(read_json(saved))
         except Exception:
-            raise ConfigError(f"{saved} is unreadable or from an incompatible version; remove {run} or choose another --run-dir") from None
+            raise ConfigError(f"{saved} is unreadable or from an incompatible version; remove {run} or choose another "
+                              "--run-dir") from None
         if old.config_hash() != config.config_hash():
             raise ConfigError(f"run directory {run} was made by a different config (hash {old.config_hash()}, "
                               f"yours is {config.config_hash()}); choose another --run-dir or remove it")
@@ -87,7 +89,8 @@ def _acquire(handle, run: Path, wait: float, poll: float, notify: Callable[[str]
             raise RunLocked(f"run {run.name} is being worked on by {holder}{waited}; wait for it to finish or stop it, "
                             f"then start again: its finished stages are reused") from None
         if not told:
-            notify(f"waiting for run {run.name} held by {holder} (up to {wait:.0f} s); its finished stages will be reused")
+            notify(f"waiting for run {run.name} held by {holder} (up to {wait:.0f} s); its finished stages will be "
+                   "reused")
             told = True
         time.sleep(max(min(poll, deadline - time.monotonic()), 0.01))
 
@@ -150,7 +153,8 @@ def clear_partial(run: Path) -> None:
 def read_record(run: Path, iteration: int) -> dict:
     """One finished iteration's record; a damaged one is a sentence naming the folder to delete."""
     folder = paths.iteration_dir(run, iteration)
-    return read_record_at(folder, f"delete {folder} and re-run `incop prune` with the same settings to recompute that iteration")
+    return read_record_at(folder, f"delete {folder} and re-run `incop prune` with the same settings to recompute that "
+                                  "iteration")
 
 
 def read_record_at(folder: Path, fix: str) -> dict:
@@ -160,7 +164,8 @@ def read_record_at(folder: Path, fix: str) -> dict:
     except ValueError:
         raise IncopError(f"iteration record {Path(folder) / paths.RECORD} is corrupt (not valid JSON); {fix}") from None
     whole = isinstance(record, dict) and all(isinstance(record.get(k), (int, float)) for k in RECORD_NUMBERS)
-    if not whole or not isinstance(record.get("remaining_per_layer"), dict) or not isinstance(record.get("stop_reason"), str):
+    if (not whole or not isinstance(record.get("remaining_per_layer"), dict)
+            or not isinstance(record.get("stop_reason"), str)):
         raise IncopError(f"iteration record {Path(folder) / paths.RECORD} is incomplete or damaged; {fix}")
     return record
 
@@ -206,6 +211,7 @@ def _summary(run: Path) -> dict:
                 "done": "", "remaining": None, "test_acc": None, "problem": problem}
     return {"run": run.name, "model": config.model.name, "data": config.data.name,
             "schedule": config.prune.schedule.kind, "criterion": config.prune.criterion.kind,
-            "state": check_status(run)["state"], "done": f"{len(records) - 1 if records else 0}/{config.prune.iterations}",
+            "state": check_status(run)["state"],
+            "done": f"{len(records) - 1 if records else 0}/{config.prune.iterations}",
             "remaining": records[-1]["remaining_fraction"] if records else None,
             "test_acc": records[-1]["test_acc"] if records else None}

@@ -35,10 +35,11 @@ from incop_core.pruning.widths import auto_widths
 from incop_core.training.finetune import ALL_NEEDS, PLATEAU, FinetuneRecorder, SettleCapture, calibrate
 from incop_core.consistency.signals import gradient_flow, information_flow
 from incop_core.pruning.masks import Mask, prunable_weights
-from incop_core.imp.next_decision import NextDecision, checks_decision
+from incop_core.imp.next_decision import NextDecision
 from incop_core.models.zoo import build_model
 from incop_core.imp.report import chance_warnings
-from incop_core.imp.rundir import clear_partial, finished_iterations, load_records, locked, open_run, read_status, write_status
+from incop_core.imp.rundir import (clear_partial, finished_iterations, load_records, locked, open_run, read_status,
+                                   write_status)
 from incop_core.consistency.snapshot import take_snapshot
 from incop_core.training.train import CheckPlan, evaluate, steps_per_epoch, train
 from incop_core.imp.trajectory import group_survivors
@@ -62,13 +63,12 @@ class Pruning(NextDecision):
         torch.manual_seed(config.seed)
         model = build_model(config.model, self.data.input_shape, self.data.num_classes)
         example = torch.zeros((2, *self.data.input_shape))
-        self.groups = channel_groups(model, example) if config.prune.scope == "group" else None  # traced once, on the CPU
+        # traced once, on the CPU
+        self.groups = channel_groups(model, example) if config.prune.scope == "group" else None
         self.widths = (auto_widths(model, example, self.groups, Path(run).parent / paths.WIDTHS_CACHE)
                        if config.prune.round_to == "auto" else None)
         self.model = prepare_model(model, self.device)
-        gen = torch.Generator().manual_seed(config.seed + 1)
-        index = torch.randperm(len(self.data.train), generator=gen)[: config.prune.probe_size]
-        self.probe_split = self.data.train.subset(index.to(self.data.train.labels.device))
+        self.probe_split = self.data.train.probe(config.seed, config.prune.probe_size)
         self._settle: Optional[tuple[dict, dict]] = None
         self._settle_moved: Optional[dict] = None
 
@@ -83,7 +83,8 @@ class Pruning(NextDecision):
         record = {"iteration": iteration, "remaining": mask.remaining_total(), "total": mask.total(),
                   "remaining_fraction": mask.remaining_total() / mask.total(), "remaining_per_layer": mask.remaining(),
                   "epochs": epochs, "stop_reason": stop,
-                  "distances": [{"epoch": h["epoch"], "distance": h["distance"]} for h in history if h.get("distance") is not None],
+                  "distances": [{"epoch": h["epoch"], "distance": h["distance"]} for h in history
+                                if h.get("distance") is not None],
                   "mask_distances": [{"epoch": h["epoch"], "mask_distance": h["mask_distance"]} for h in history
                                      if h.get("mask_distance") is not None],
                   "history": history, "val_acc": evaluate(self.model, self.data.val, self.data, self.device),
@@ -123,20 +124,23 @@ class Pruning(NextDecision):
             return self.load_iteration(0)
         self.emit("stage", {"name": "finetune", "epochs": self.config.finetune_epochs})
         start, mask = time.perf_counter(), Mask.dense(self.model)
-        recorder = FinetuneRecorder(self.snapshot, self.config.finetune_plateau_pp, probe_flows_every_epoch(self.config))
-        result = train(self.model, self.data, mask, self.config.optim, recorder, self.config.finetune_epochs, self.device,
-                       self.config.seed, keep_best=True, stream=True,
+        recorder = FinetuneRecorder(self.snapshot, self.config.finetune_plateau_pp,
+                                    probe_flows_every_epoch(self.config))
+        result = train(self.model, self.data, mask, self.config.optim, recorder, self.config.finetune_epochs,
+                       self.device, self.config.seed, keep_best=True, stream=True,
                        on_epoch=lambda row: self.emit("epoch", {"iteration": 0, **row}))
         self.model.load_state_dict(result.best_state)
         best = 1 + max(range(len(result.history)), key=lambda e: (result.history[e]["val_acc"] or -1.0, -e))
         flow_start = time.perf_counter()
         reference = self.snapshot(self.model, mask, ALL_NEEDS)
-        noise = calibrate(self.model, reference, lambda: self._retrain_once(mask), self.snapshot, mask, result.best_val_acc)
-        record = self.record(0, mask, result.epochs, result.stop_reason if result.stop_reason == PLATEAU else "finetune",
+        noise = calibrate(self.model, reference, lambda: self._retrain_once(mask), self.snapshot, mask,
+                          result.best_val_acc)
+        record = self.record(0, mask, result.epochs,
+                             result.stop_reason if result.stop_reason == PLATEAU else "finetune",
                              result.history, time.perf_counter() - start,
                              result.flow_seconds + time.perf_counter() - flow_start,
-                             {"dense_best_val_acc": result.best_val_acc, "best_epoch": best, **recorder.summary(best, reference),
-                              "noise": noise})
+                             {"dense_best_val_acc": result.best_val_acc, "best_epoch": best,
+                              **recorder.summary(best, reference), "noise": noise})
         self.save_iteration(0, mask, record, {paths.SETTLE: self._settle_moved} if self._settle_moved else None)
         if world().is_main:
             copy_folder_atomic(paths.iteration_dir(self.run, 0), paths.dense_cache(self.run, dense_key(self.config)))
@@ -180,22 +184,25 @@ class Pruning(NextDecision):
         counts = self.prune_counts(t, weights, previous[1])
         mask = magnitude.prune(weights, previous[1], counts, prune.scope, self.groups)
         if prune.follow is not None and group_survivors(mask, prune.scope) != prune.follow[t - 1]:
-            raise IncopError(f"iteration {t} could not reach the followed sparsity {prune.follow[t - 1]} in {prune.scope} "
-                             "scope (a layer keeps at least one filter, neuron rows prune whole shares); follow a run of the same scope")
+            raise IncopError(f"iteration {t} could not reach the followed sparsity {prune.follow[t - 1]} in "
+                             f"{prune.scope} scope (a layer keeps at least one filter, neuron rows prune whole "
+                             "shares); follow a run of the same scope")
         self.model.load_state_dict(dense if prune.rewind == "finetuned" else previous[0])
         structured = prune.scope in magnitude.STRUCTURED
         mask.apply_(self.model, norms=structured)
         final = t == prune.iterations
         here, calibration = self.iteration_context(context, t, mask, final)
         criterion = CRITERIA.build(prune.criterion, here)
-        result = train(self.model, self.data, mask, self.config.optim.retraining(), criterion, retrain_epochs(self.config, final),
-                       self.device, self.config.seed + 1000 * t, stream=getattr(prune.criterion, "estimator", None) == "stream",
+        result = train(self.model, self.data, mask, self.config.optim.retraining(), criterion,
+                       retrain_epochs(self.config, final),
+                       self.device, self.config.seed + 1000 * t,
+                       stream=prune.criterion.streams_flows(),
                        on_epoch=lambda row: self.emit("epoch", {"iteration": t, **row}),
                        plan=check_plan(prune.criterion, final, self.steps_per_epoch()),
                        norms=structured)
         record = self.record(t, mask, result.epochs, result.stop_reason, result.history, time.perf_counter() - start,
                              result.flow_seconds + calibration,
-                             {"pruned": sum(counts.values()), "epsilon": getattr(criterion, "epsilon", None),
+                             {"pruned": sum(counts.values()), "epsilon": criterion.epsilon,
                               "rewind": prune.rewind, "final": final, "decision_noise": here.decision_noise})
         self.save_iteration(t, mask, record)
         self.emit("iteration", record)
@@ -203,37 +210,38 @@ class Pruning(NextDecision):
 
 
 def retrain_epochs(config: RunConfig, final: bool = True) -> float:
-    """One iteration's retraining budget: the criterion's own (fixed epochs, the final iteration's cap), else max_epochs."""
-    criterion = config.prune.criterion
-    budget = getattr(criterion, "budget", None)
-    return config.prune.max_epochs if budget is None else budget(config.prune.max_epochs, final)
+    """One iteration's retraining budget: the criterion's own (fixed epochs, the final iteration's cap), else
+    max_epochs."""
+    return config.prune.criterion.retrain_budget(config.prune.max_epochs, final)
 
 
 def check_plan(criterion, final: bool = True, steps_per_epoch: int = 1) -> CheckPlan:
     """Ask every criterion at epoch 0 (a consistent network retrains 0 epochs), then as its config says; InCoP's
     intermediate iterations also check their next prune decision every eighth of an epoch."""
-    every_steps = getattr(criterion, "check_every_steps", None)
-    if checks_decision(criterion, final):
-        every_steps = settle_steps(steps_per_epoch)
-    return CheckPlan(at_start=True, every_epochs=getattr(criterion, "check_every", 1), every_steps=every_steps)
+    every_steps = (settle_steps(steps_per_epoch) if criterion.checks_decision(final)
+                   else criterion.steps_between_checks())
+    return CheckPlan(at_start=True, every_epochs=criterion.check_every_epochs(), every_steps=every_steps)
 
 
 def probe_flows_every_epoch(config: RunConfig) -> bool:
-    """Only the paper's probe-estimator criterion with an auto epsilon needs probe flows after every fine-tuning epoch."""
-    criterion = config.prune.criterion
-    return getattr(criterion, "estimator", None) == "probe" and getattr(criterion, "epsilon", None) == "auto"
+    """Only the paper's probe-estimator criterion with an auto epsilon needs probe flows after every fine-tuning
+    epoch."""
+    return config.prune.criterion.probes_flows_while_finetuning()
 
 
 def dense_key(config: RunConfig) -> str:
     """Hash of what fine-tuning depends on: seed, data, model, optimiser, fine-tuning and probe settings."""
-    raw = config.model_dump(mode="json", include={"seed", "data", "model", "optim", "finetune_epochs", "finetune_plateau_pp"})
+    raw = config.model_dump(mode="json",
+                            include={"seed", "data", "model", "optim", "finetune_epochs", "finetune_plateau_pp"})
     raw["probe"] = [config.prune.probe_size, config.prune.probe_batch, probe_flows_every_epoch(config)]
     canonical = json.dumps({"version": DENSE_CACHE_VERSION, **raw}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-def criterion_context(config: RunConfig, dense: dict, measure, snapshot, reference: Optional[Snapshot]) -> CriterionContext:
-    """Reference flows, noise and auto epsilons from iteration 0; an undefined auto epsilon falls back to the default."""
+def criterion_context(config: RunConfig, dense: dict, measure, snapshot,
+                      reference: Optional[Snapshot]) -> CriterionContext:
+    """Reference flows, noise and auto epsilons from iteration 0; an undefined auto epsilon falls back to the
+    default."""
     criterion = config.prune.criterion
     default = type(criterion).model_fields["epsilon"].default if "epsilon" in type(criterion).model_fields else None
     auto = {k: (v if v is not None else default) for k, v in dense["auto_epsilon"].items()}
@@ -244,7 +252,7 @@ def criterion_context(config: RunConfig, dense: dict, measure, snapshot, referen
 
 def reference_snapshot(job: "Pruning", dense: dict) -> Optional[Snapshot]:
     """The dense network's probe snapshot, with what the criterion's distance needs (None for other criteria)."""
-    distance = getattr(job.config.prune.criterion, "distance", None)
+    distance = job.config.prune.criterion.reference_distance()
     if distance is None:
         return None
     job.model.load_state_dict(dense)

@@ -49,6 +49,7 @@ def follow_counts(mask: Mask, scope: str, target: dict[str, int]) -> dict[str, i
                          "follow a trajectory recorded with the same model and scope")
     for group, wanted in target.items():
         if not 0 <= wanted <= current[group]:
-            raise IncopError(f"prune.follow asks group {group!r} to keep {wanted} but it has {current[group]} survivors; "
-                             "a followed trajectory can only shrink, so follow one recorded from the same starting mask")
+            raise IncopError(f"prune.follow asks group {group!r} to keep {wanted} but it has {current[group]} "
+                             "survivors; a followed trajectory can only shrink, so follow one recorded from the same "
+                             "starting mask")
     return {group: current[group] - target[group] for group in current}

@@ -50,8 +50,8 @@ def _resolve(path: str) -> Callable[..., Any]:
                               f"defined there ({module_name}:NAME)")
         found = getattr(found, part)
     if not callable(found):
-        raise ConfigError(f"{path} is an object of type {type(found).__name__}, not callable; point model.name at a function or class "
-                          "that returns an nn.Module")
+        raise ConfigError(f"{path} is an object of type {type(found).__name__}, not callable; point model.name at a "
+                          "function or class that returns an nn.Module")
     return found
 
 
@@ -73,19 +73,22 @@ def _check_runs(model: nn.Module, path: str, input_shape: tuple[int, int, int], 
         with torch.no_grad():
             out = model.eval()(torch.zeros(shape))
     except Exception as exc:
-        raise ConfigError(f"model {path} cannot run on the data's input of shape {shape} ({_first_line(exc)}); make its "
-                          f"factory build it for {input_shape[0]} input channels and {input_shape[1]}x{input_shape[2]} "
-                          "images") from exc
+        raise ConfigError(f"model {path} cannot run on the data's input of shape {shape} ({_first_line(exc)}); make "
+                          f"its factory build it for {input_shape[0]} input channels and "
+                          f"{input_shape[1]}x{input_shape[2]} images") from exc
     finally:
         model.train(was)
     got = tuple(out.shape) if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
     if got != (2, num_classes):
-        raise ConfigError(f"model {path} gives {got} on the data's input of shape {shape}, not (2, {num_classes}); make "
-                          f"it return one tensor of {num_classes} class scores per image (take num_classes in its factory)")
+        raise ConfigError(f"model {path} gives {got} on the data's input of shape {shape}, not (2, {num_classes}); "
+                          f"make it return one tensor of {num_classes} class scores per image (take num_classes in its "
+                          "factory)")
 
 
-def build_custom(path: str, kwargs: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    """factory(**kwargs), plus the input arguments its signature names and kwargs does not; checked by one forward pass."""
+def build_custom(path: str, kwargs: Mapping[str, Any], input_shape: tuple[int, int, int],
+                 num_classes: int) -> nn.Module:
+    """factory(**kwargs), plus the input arguments its signature names and kwargs does not; checked by one forward
+    pass."""
     factory = _resolve(path)
     arguments = {**_input_arguments(factory, input_shape, num_classes), **kwargs}
     try:
@@ -94,7 +97,7 @@ def build_custom(path: str, kwargs: Mapping[str, Any], input_shape: tuple[int, i
         raise ConfigError(f"model factory {path} raised {_first_line(exc)} when called with "
                           f"{', '.join(arguments) or 'no arguments'}; fix the factory or model.kwargs") from exc
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"model factory {path} returned an object of type {type(model).__name__}, not a torch nn.Module; make it "
-                          "return the model")
+        raise ConfigError(f"model factory {path} returned an object of type {type(model).__name__}, not a torch "
+                          "nn.Module; make it return the model")
     _check_runs(model, path, input_shape, num_classes)
     return model

@@ -43,7 +43,8 @@ def distinct_relus(model: nn.Module) -> nn.Module:
 def relu_map(model: nn.Module, example: torch.Tensor) -> dict[str, str]:
     """ReLU module name -> the weight name of the last non-shortcut conv/linear called before it."""
     calls: list[tuple[str, nn.Module]] = []
-    handles = [m.register_forward_pre_hook(lambda mod, _i, n=n: calls.append((n, mod))) for n, m in model.named_modules()
+    handles = [m.register_forward_pre_hook(lambda mod, _i, n=n: calls.append((n, mod)))
+               for n, m in model.named_modules()
                if isinstance(m, nn.ReLU) or (prunable(m) and not is_shortcut(n))]
     try:
         with torch.no_grad():

@@ -32,8 +32,8 @@ class ModelConfig(BaseModel):
     name: Union[ModelName, FactoryPath] = Field(
         "small-cnn", description="Architecture: small-cnn (fast on CPU), a torchvision model adapted to the input, or "
                                  "your own 'package.module:factory', a callable returning an nn.Module.")
-    weights: Optional[str] = Field(None, description="Local state-dict file to start from; it must fit the model exactly "
-                                                     "(same name, width or kwargs, input and classes).")
+    weights: Optional[str] = Field(None, description="Local state-dict file to start from; it must fit the model "
+                                                     "exactly (same name, width or kwargs, input and classes).")
     width: int = Field(32, ge=4, le=256, description="First-layer channels of small-cnn (later layers double).")
     kwargs: dict[str, Any] = Field(  # left out of the JSON when empty: configs from before the field keep their hash
         default_factory=dict, exclude_if=lambda kwargs: not kwargs,
@@ -175,8 +175,8 @@ def load_weights(model: nn.Module, path: str, cfg: Optional[ModelConfig] = None)
     if problem:
         factory = cfg is not None and is_factory(cfg.name)
         raise ConfigError(f"weights file {path} does not fit {_described(model, cfg)} on this data: {problem}; point "
-                          f"model.weights at weights of the same model.name, {'model.kwargs' if factory else 'model.width'} "
-                          "and data set, or leave it empty")
+                          "model.weights at weights of the same model.name, "
+                          f"{'model.kwargs' if factory else 'model.width'} and data set, or leave it empty")
     bad = non_finite(state)
     if bad:
         raise ConfigError(f"weights file {path} holds NaN or infinite values in {bad} before any training; use "

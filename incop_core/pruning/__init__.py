@@ -1,1 +1,1 @@
-"""What to prune: masks, magnitudes, coupled channel groups, kept widths, schedules, and the next decision's distance."""
+"""What to prune: masks, magnitudes, coupled channel groups, kept widths, schedules, next-decision distance."""

@@ -39,7 +39,8 @@ def decision_noise(decide: Decide, dense: Mapping[str, torch.Tensor], moved: Map
     return decision_distance(removed(mask, decide(dense)), removed(mask, decide(moved)))
 
 
-SETTLE_CHECKS_PER_EPOCH = 8  # decision checks per epoch in intermediate iterations: at most 1/8 epoch retrained too long
+# decision checks per epoch in intermediate iterations: at most 1/8 epoch retrained too long
+SETTLE_CHECKS_PER_EPOCH = 8
 
 
 def settle_steps(steps_per_epoch: int) -> int:

@@ -56,7 +56,8 @@ def relu_states(model: nn.Module, probe) -> dict[str, dict]:
     report = {}
     for layer, p in on_fractions(model, probe).items():
         on, off = int((p == 1).sum()), int((p == 0).sum())
-        report[layer] = {"channels": len(p), "always_on": on, "always_off": off, "entropy": float(binary_entropy(p).mean()),
+        report[layer] = {"channels": len(p), "always_on": on, "always_off": off,
+                         "entropy": float(binary_entropy(p).mean()),
                          "removable": "linear" if on == len(p) else "dead" if off == len(p) else None}
     return report
 

@@ -1,4 +1,5 @@
-"""Coupled channel groups for `prune.scope: group` (docs/algorithms.md §2.3), read from torch-pruning's dependency graph.
+"""Coupled channel groups for `prune.scope: group` (docs/algorithms.md §2.3), read from torch-pruning's dependency
+graph.
 
 A group is every layer one channel set touches: the convs and linears that write it (a residual stream has several,
 a depthwise conv writes what it reads), the BatchNorms on the way, and the layers that read it. Pruning channel c
@@ -113,8 +114,8 @@ def channel_groups(model: nn.Module, example: torch.Tensor) -> list[ChannelGroup
                 readers = {n: m for n, m in _members(group, graph, names, write=False).items() if n in weights}
                 groups.append(ChannelGroup(root, len(set(group[0].root_idxs)), writers, readers))
     except Exception as exc:
-        raise ConfigError(f"prune.scope group needs torch-pruning to trace the model, which failed ({type(exc).__name__}: "
-                          f"{str(exc)[:200]}); use prune.scope layer-filter") from exc
+        raise ConfigError("prune.scope group needs torch-pruning to trace the model, which failed "
+                          f"({type(exc).__name__}: {str(exc)[:200]}); use prune.scope layer-filter") from exc
     finally:
         model.train(was)
     if not groups:
@@ -123,7 +124,8 @@ def channel_groups(model: nn.Module, example: torch.Tensor) -> list[ChannelGroup
     return groups
 
 
-def group_survivors(weights: Mapping[str, torch.Tensor], mask: Mask, groups: list[ChannelGroup]) -> dict[str, torch.Tensor]:
+def group_survivors(weights: Mapping[str, torch.Tensor], mask: Mask,
+                    groups: list[ChannelGroup]) -> dict[str, torch.Tensor]:
     """Per group (its root's weight name): the importance of each surviving channel."""
     return {g.root: g.importance(weights, mask)[g.alive(mask)] for g in groups}
 

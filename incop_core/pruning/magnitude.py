@@ -14,7 +14,8 @@ from typing import Literal, Mapping, Optional, Sequence
 import torch
 
 from incop_core.pruning.groups import ChannelGroup, group_survivors, prune_groups
-from incop_core.pruning.masks import Mask, alive_filters  # noqa: F401 (alive_filters is part of this module's interface)
+# alive_filters is part of this module's interface
+from incop_core.pruning.masks import Mask, alive_filters  # noqa: F401
 
 Scope = Literal["global", "layer", "neuron", "filter", "layer-filter", "group"]
 SCOPES: tuple[str, ...] = ("global", "layer", "neuron", "filter", "layer-filter", "group")
@@ -117,7 +118,8 @@ def prune(weights: Mapping[str, torch.Tensor], mask: Mask, counts: Mapping[str, 
     keep = {name: t.clone() for name, t in mask.tensors.items()}
     if scope == "group":
         if groups is None:
-            raise ValueError("group scope prunes coupled channel groups: pass the model's groups (groups.channel_groups)")
+            raise ValueError("group scope prunes coupled channel groups: pass the model's groups "
+                             "(groups.channel_groups)")
         prune_groups(weights, keep, mask, list(groups), counts)
         return Mask(keep)
     for group, count in counts.items():

@@ -78,7 +78,8 @@ class Mask:
 
     @classmethod
     def dense(cls, model: nn.Module) -> "Mask":
-        return cls({name: torch.ones_like(w, dtype=torch.bool, device="cpu") for name, w in prunable_weights(model).items()})
+        return cls({name: torch.ones_like(w, dtype=torch.bool, device="cpu")
+                    for name, w in prunable_weights(model).items()})
 
     def mismatch(self, model: nn.Module) -> Optional[str]:
         """What keeps this mask from fitting `model` (one tensor of the weight's shape per prunable weight), or None."""
@@ -87,7 +88,8 @@ class Mask:
             return f"layers differ: {sorted(set(weights) ^ set(self.tensors))[:3]}"
         for name, weight in weights.items():
             if tuple(weight.shape) != tuple(self.tensors[name].shape):
-                return f"mask for {name} has shape {tuple(self.tensors[name].shape)} but the weight has {tuple(weight.shape)}"
+                return (f"mask for {name} has shape {tuple(self.tensors[name].shape)} but the weight has "
+                        f"{tuple(weight.shape)}")
         return None
 
     def check_matches(self, model: nn.Module) -> None:
@@ -139,7 +141,8 @@ class Mask:
     @classmethod
     def load(cls, path: Path, fix: Optional[str] = None) -> "Mask":
         """A saved mask; an unreadable one is a sentence ending in `fix` (default: delete its iteration folder)."""
-        fix = fix or f"delete {Path(path).parent} and re-run `incop prune` with the same settings to recompute that iteration"
+        fix = fix or (f"delete {Path(path).parent} and re-run `incop prune` with the same settings to recompute that "
+                      "iteration")
         try:
             tensors = torch.load(Path(path), map_location="cpu", weights_only=True)
         except Exception as exc:

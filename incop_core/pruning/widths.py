@@ -85,7 +85,8 @@ def conv_latency_ms(shape: ConvShape, runs: int = 30) -> float:
     node = helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=list(shape.kernel), strides=list(shape.stride),
                             pads=[*shape.padding, *shape.padding], group=shape.groups)
     graph = helper.make_graph([node], "width", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                                               [1, shape.inputs, shape.height, shape.width])],
+                                                                               [1, shape.inputs, shape.height,
+                                                                                shape.width])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               [numpy_helper.from_array(weight, "w")])
     options = ort.SessionOptions()

@@ -24,7 +24,8 @@ PLATEAU_PP = 0.3  # the plateau check (docs/algorithms.md §1): validation gaini
 
 def reached_plateau(val_accs: list[float], plateau_pp: Optional[float]) -> bool:
     """Validation accuracy gained less than `plateau_pp` points over the last 2 epochs."""
-    return plateau_pp is not None and len(val_accs) >= 3 and 100 * (max(val_accs[-2:]) - max(val_accs[:-2])) < plateau_pp
+    return (plateau_pp is not None and len(val_accs) >= 3
+            and 100 * (max(val_accs[-2:]) - max(val_accs[:-2])) < plateau_pp)
 
 
 def probe_flows(snapshot: Snapshot) -> dict[str, np.ndarray]:
@@ -54,7 +55,8 @@ class FinetuneRecorder:
         """What iteration 0's record keeps: reference flows (probe flows from the best network's snapshot) and the
         paper's auto epsilons (None where a flow was not recorded every epoch)."""
         flows = {**self.flows[best - 1], **probe_flows(reference)}
-        auto = {key: auto_epsilon([row[key] for row in self.flows], best) if key in self.flows[0] else None for key in flows}
+        auto = {key: auto_epsilon([row[key] for row in self.flows], best) if key in self.flows[0] else None
+                for key in flows}
         gain = 100 * (max(self.val_accs[-2:]) - max(self.val_accs[:-2])) if len(self.val_accs) >= 3 else None
         return {"reference": {key: v.tolist() for key, v in flows.items()}, "auto_epsilon": auto,
                 "plateau_gain_pp": gain, "plateau": gain is not None and gain < PLATEAU_PP,
@@ -77,7 +79,8 @@ class SettleCapture:
 def calibrate(model: nn.Module, reference: Snapshot, retrain: Callable[[], float],
               snapshot: Callable[[nn.Module, Mask, frozenset], Snapshot], mask: Mask, best_val_acc: float) -> dict:
     """The dense network's own noise under retraining: how far one retraining epoch (retraining learning rate, nothing
-    pruned) moves it, per signal; the weights are restored afterwards. `retrain()` trains and returns validation accuracy."""
+    pruned) moves it, per signal; the weights are restored afterwards. `retrain()` trains and returns validation
+    accuracy."""
     state = copy.deepcopy(model.state_dict())
     val_acc = retrain()
     moved = snapshot(model, mask, ALL_NEEDS)

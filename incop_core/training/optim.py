@@ -15,8 +15,8 @@ class OptimConfig(BaseModel):
     weight_decay: float = Field(5e-4, ge=0, lt=1, description="L2 weight decay.")
     batch_size: int = Field(128, ge=1, le=65536, description="Training batch size.")
     schedule: Literal["constant", "cosine"] = Field(
-        "cosine", description="Fine-tuning learning rate: cosine decays lr towards 0 over finetune_epochs, so the dense "
-                              "network converges (a real plateau); constant keeps lr.")
+        "cosine", description="Fine-tuning learning rate: cosine decays lr towards 0 over finetune_epochs, so the "
+                              "dense network converges (a real plateau); constant keeps lr.")
     retrain_lr: Optional[float] = Field(None, gt=0, le=10, description="Constant learning rate of every retraining "
                                         "after a prune step (None: lr / 10, the fine-tuning regime).")
 

@@ -94,7 +94,8 @@ def train_epoch(model: nn.Module, data: Dataset, opt: MaskedSGD, batch_size: int
 
 @dataclass(frozen=True)
 class CheckPlan:
-    """When the criterion is asked: before any step (epoch 0), every `every_epochs` epochs, every `every_steps` steps."""
+    """When the criterion is asked: before any step (epoch 0), every `every_epochs` epochs, every `every_steps`
+    steps."""
     at_start: bool = False
     every_epochs: int = 1
     every_steps: Optional[int] = None
@@ -125,14 +126,16 @@ class _Loop:
             return seen["val"]
 
         measured = validate() if float(epoch).is_integer() else None
-        verdict: Verdict = self.criterion.check(EpochRecord(epoch, measured, loss, self.model, self.mask, streamed, validate))
+        verdict: Verdict = self.criterion.check(EpochRecord(epoch, measured, loss, self.model, self.mask, streamed,
+                                                            validate))
         result, val_acc = self.result, seen.get("val")
         result.epochs, result.flow_seconds = epoch, result.flow_seconds + verdict.flow_seconds
         if val_acc is not None:
             if self.keep_best and val_acc > result.best_val_acc:
                 result.best_state = copy.deepcopy(self.model.state_dict())
             result.best_val_acc = max(result.best_val_acc, val_acc)
-        row = {"epoch": epoch, "train_loss": loss if math.isfinite(loss) else None, "val_acc": val_acc, "distance": verdict.distance,
+        row = {"epoch": epoch, "train_loss": loss if math.isfinite(loss) else None, "val_acc": val_acc,
+               "distance": verdict.distance,
                "mask_distance": verdict.mask_distance, "seconds": time.perf_counter() - self.started}
         result.history.append(row)
         if self.on_epoch and val_acc is not None:  # mid-epoch decision checks stay in the history, not in the log
@@ -152,15 +155,18 @@ def check_trainable(model: nn.Module, data: Dataset) -> None:
     if len(data.train) < world().size:
         raise DataError(f"the training split holds {len(data.train)} images, too few for {world().size} training "
                         "process(es) to get one each; lower data.val_fraction or raise --train-subset")
-    broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    broken = [name for name, t in model.state_dict().items()
+              if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if broken:
-        raise TrainingDiverged(f"the network's weights hold NaN or infinite values before training ({broken[0]}), so the "
-                               "learning rate is not the cause; check model.weights, or delete the run directory to recompute it")
+        raise TrainingDiverged(f"the network's weights hold NaN or infinite values before training ({broken[0]}), so "
+                               "the learning rate is not the cause; check model.weights, or delete the run directory "
+                               "to recompute it")
 
 
 def train(model: nn.Module, data: Dataset, mask: Mask, optim: OptimConfig, criterion: Criterion, max_epochs: float,
           device: torch.device, seed: int, keep_best: bool = False, stream: bool = False,
-          on_epoch: Optional[Callable[[dict], None]] = None, plan: CheckPlan = CheckPlan(), norms: bool = False) -> TrainResult:
+          on_epoch: Optional[Callable[[dict], None]] = None, plan: CheckPlan = CheckPlan(),
+          norms: bool = False) -> TrainResult:
     """Train until the criterion says stop or `max_epochs` (may be fractional) pass; raises TrainingDiverged on a
     NaN/inf loss. The criterion is asked as `plan` says; with `stream`, epoch-end records carry streamed IF/GF; `norms`
     keeps the BatchNorms of whole pruned filters at zero (see MaskedSGD)."""
@@ -192,8 +198,8 @@ def train(model: nn.Module, data: Dataset, mask: Mask, optim: OptimConfig, crite
         with monitor.watching() if monitor else nullcontext():
             loss = train_epoch(trained, data, opt, batch_size, device, generator, monitor, after_step)
         if loop.steps == before:  # the watchdog: an epoch without a step would loop forever
-            raise DataError(f"epoch {epoch} trained on no batch (this process's share of the {len(data.train)} training "
-                            "images is empty); lower data.val_fraction or raise --train-subset")
+            raise DataError(f"epoch {epoch} trained on no batch (this process's share of the {len(data.train)} "
+                            "training images is empty); lower data.val_fraction or raise --train-subset")
         if not math.isfinite(loss):
             raise TrainingDiverged(f"training loss became {loss} in epoch {epoch}; lower the learning rate "
                                    "(--set optim.lr=...) and re-run: finished iterations are kept")

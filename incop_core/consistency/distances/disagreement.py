@@ -12,7 +12,8 @@ def agreement(current: Snapshot, reference: Snapshot) -> torch.Tensor:
     return current.logits.argmax(1) == reference.logits.argmax(1)
 
 
-@DISTANCES.register("disagreement", (LOGITS,), "share of probe images whose top-1 class differs from the dense network's",
+@DISTANCES.register("disagreement", (LOGITS,), "share of probe images whose top-1 class differs from the dense "
+                                               "network's",
                     counted=True)
 def disagreement(current: Snapshot, reference: Snapshot) -> float:
     return float((~agreement(current, reference)).double().mean())

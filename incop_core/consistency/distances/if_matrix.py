@@ -1,4 +1,5 @@
-"""Whole-matrix IF: relative Frobenius distance of the connectivity matrices, sum_l ||C_l - C_l*||_F^2 / ||C*||^2, square-rooted."""
+"""Whole-matrix IF: relative Frobenius distance of the connectivity matrices, sum_l ||C_l - C_l*||_F^2 / ||C*||^2,
+square-rooted."""
 
 from __future__ import annotations
 

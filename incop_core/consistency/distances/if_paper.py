@@ -13,4 +13,5 @@ from incop_core.consistency.distances.connectivity import information_flow_vecto
 
 @DISTANCES.register("if-paper", (FEATURES,), "||IF_t - IF*||_2 with IF_l the mean of C_l (the paper's summary)")
 def if_paper(current: Snapshot, reference: Snapshot) -> float:
-    return float(np.linalg.norm(information_flow_vector(current.features) - information_flow_vector(reference.features)))
+    return float(np.linalg.norm(information_flow_vector(current.features)
+                                - information_flow_vector(reference.features)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Protocol, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 
@@ -22,9 +22,15 @@ class PruneState:
     groups: Optional[Sequence[Any]] = None  # the model's coupled channel groups (group scope, groups.ChannelGroup)
 
 
-class Schedule(Protocol):
+class Schedule:
+    """A built schedule: `prune_counts` says how many entries each group loses this iteration; `probes_data` is true
+    for one whose counts need a pass over the probe set (the next-decision check then holds them)."""
+
+    probes_data: bool = False
+
     def prune_counts(self, state: PruneState) -> dict[str, int]:
         """Counts to prune per group: "*" for one ranking over the scope, or per layer name."""
+        raise NotImplementedError
 
 
 SCHEDULES: Registry[Schedule] = Registry("schedule")

@@ -11,17 +11,18 @@ from incop_core.pruning.entropy import layer_entropies, water_fill
 from incop_core.pruning.magnitude import STRUCTURED
 from incop_core.foundations.errors import ConfigError
 from incop_core.foundations.registry import KIND_FIELD
-from incop_core.pruning.schedules.base import SCHEDULES, PruneState
+from incop_core.pruning.schedules.base import SCHEDULES, PruneState, Schedule
 
 
 class EgpConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", title="EGP (entropy-guided, removes layers)")  # the tab label in the Prefect UI
+    # the tab label in the Prefect UI
+    model_config = ConfigDict(extra="forbid", title="EGP (entropy-guided, removes layers)")
     kind: Literal["egp"] = Field("egp", json_schema_extra=KIND_FIELD)
     budget_share: float = Field(0.5, gt=0, lt=1, description="B = this share of the survivors of layers with H_l > 0.")
 
 
 @SCHEDULES.register("egp", EgpConfig)
-class EntropyGuided:
+class EntropyGuided(Schedule):
     probes_data = True  # its counts need a pass over the probe set (the next-decision check holds them)
 
     def __init__(self, config: EgpConfig) -> None:
@@ -33,8 +34,8 @@ class EntropyGuided:
             raise ConfigError("the egp schedule needs the model and a probe set")
         entropy = layer_entropies(state.model, state.probe)
         if not entropy:
-            raise ConfigError("the egp schedule ranks layers by the entropy of their ReLU outputs, and this model has no "
-                              "nn.ReLU module (EfficientNet uses SiLU, for one); use prune.schedule lth or sap")
+            raise ConfigError("the egp schedule ranks layers by the entropy of their ReLU outputs, and this model has "
+                              "no nn.ReLU module (EfficientNet uses SiLU, for one); use prune.schedule lth or sap")
         alive = {n: state.weights[n][state.mask.tensors[n].to(state.weights[n].device)] for n in entropy}
         wait = {n: entropy[n] * float(alive[n].abs().mean()) for n in entropy if entropy[n] > 0 and alive[n].numel()}
         survivors = {n: alive[n].numel() for n in wait}

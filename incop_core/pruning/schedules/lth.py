@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from incop_core.pruning.magnitude import survivors
 from incop_core.foundations.registry import KIND_FIELD
-from incop_core.pruning.schedules.base import SCHEDULES, PruneState
+from incop_core.pruning.schedules.base import SCHEDULES, PruneState, Schedule
 
 
 class LthConfig(BaseModel):
@@ -19,7 +19,7 @@ class LthConfig(BaseModel):
 
 
 @SCHEDULES.register("lth", LthConfig)
-class FixedFraction:
+class FixedFraction(Schedule):
     def __init__(self, config: LthConfig) -> None:
         self.config = config
 

@@ -10,13 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from incop_core.pruning.magnitude import survivors
 from incop_core.foundations.registry import KIND_FIELD
-from incop_core.pruning.schedules.base import SCHEDULES, PruneState
+from incop_core.pruning.schedules.base import SCHEDULES, PruneState, Schedule
 
 
 class SapConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", title="SAP (PQ index)")  # the tab label in the Prefect UI
     kind: Literal["sap"] = Field("sap", json_schema_extra=KIND_FIELD)
-    p: float = Field(0.5, gt=0, description="Lower norm order of the PQ index (0 < p < q); 1.0 with q=2 is the aggressive preset.")
+    p: float = Field(0.5, gt=0, description="Lower norm order of the PQ index (0 < p < q); 1.0 with q=2 is the "
+                                            "aggressive preset.")
     q: float = Field(1.0, gt=0, description="Upper norm order of the PQ index.")
     eta_r: float = Field(0.0, ge=0, description="Slack eta_r on the lower bound r of weights to keep.")
     gamma: float = Field(1.0, gt=0, description="Step size gamma scaling the pruning ratio.")
@@ -52,7 +53,7 @@ def sap_prune_count(w: torch.Tensor, cfg: SapConfig) -> int:
 
 
 @SCHEDULES.register("sap", SapConfig)
-class PQIndex:
+class PQIndex(Schedule):
     def __init__(self, config: SapConfig) -> None:
         self.config = config
 
