@@ -19,39 +19,34 @@ ESTIMATOR_HELP = ("stream: accumulate the flow from the training epoch's own pas
 AUTO_HELP = "; 'auto' derives it from how far the dense network's flow still moved while fine-tuning."
 
 
-class IfConfig(CriterionSettings):
+class FlowSettings(CriterionSettings):
+    """What the two flow criteria's configs share: their `epsilon`, `check_every` and `estimator` answer the runner."""
+
+    def check_every_epochs(self) -> int:
+        return self.check_every
+
+    def streams_flows(self) -> bool:
+        return self.estimator == "stream"
+
+    def probes_flows_while_finetuning(self) -> bool:
+        return self.estimator == "probe" and self.epsilon == "auto"
+
+
+class IfConfig(FlowSettings):
     model_config = ConfigDict(extra="forbid", title="InCoP-IF (information flow)")  # the tab label in the Prefect UI
     kind: Literal["incop-if"] = Field("incop-if", json_schema_extra=KIND_FIELD)
     epsilon: Epsilon = Field(0.11, description="Stop when ||IF_t - IF*||_2 falls below this" + AUTO_HELP)
     check_every: int = Field(1, ge=1, description="Measure the flow after every this many epochs.")
     estimator: Estimator = Field("stream", description=ESTIMATOR_HELP)
 
-    def check_every_epochs(self) -> int:
-        return self.check_every
 
-    def streams_flows(self) -> bool:
-        return self.estimator == "stream"
-
-    def probes_flows_while_finetuning(self) -> bool:
-        return self.estimator == "probe" and self.epsilon == "auto"
-
-
-class GfConfig(CriterionSettings):
+class GfConfig(FlowSettings):
     model_config = ConfigDict(extra="forbid", title="InCoP-GF (gradient flow)")  # the tab label in the Prefect UI
     kind: Literal["incop-gf"] = Field("incop-gf", json_schema_extra=KIND_FIELD)
     epsilon: Epsilon = Field(0.5,
                              description="Stop when ||GF_t - GF*||_2 falls below this (model-dependent)" + AUTO_HELP)
     check_every: int = Field(1, ge=1, description="Measure the flow after every this many epochs.")
     estimator: Estimator = Field("stream", description=ESTIMATOR_HELP)
-
-    def check_every_epochs(self) -> int:
-        return self.check_every
-
-    def streams_flows(self) -> bool:
-        return self.estimator == "stream"
-
-    def probes_flows_while_finetuning(self) -> bool:
-        return self.estimator == "probe" and self.epsilon == "auto"
 
 
 SIGNALS = {"incop-if": "if", "incop-gf": "gf"}
