@@ -14,7 +14,7 @@ from incop_core.imp.config import RunConfig
 from incop_core.foundations.fileio import read_json
 from incop_core.imp.report import iteration_rows
 from incop_core.imp.rundir import finished_iterations, read_record
-from incop_core.imp.runner import retrain_epochs
+from incop_core.imp.plan import retrain_epochs
 
 from .ui_plots import plots_markdown
 

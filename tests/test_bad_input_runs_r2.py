@@ -18,7 +18,8 @@ from incop_core.foundations.errors import explain
 from incop_core.foundations.fileio import copy_folder_atomic
 from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import SmallCNN
-from incop_core.imp.runner import dense_key, run_pruning
+from incop_core.imp.plan import dense_key
+from incop_core.imp.runner import run_pruning
 
 RAW = {"data": {"name": "synthetic", "synthetic_size": 64, "image_size": 8}, "model": {"width": 4},
        "finetune_epochs": 1, "prune": {"iterations": 1, "max_epochs": 1, "probe_size": 16, "probe_batch": 16,

@@ -16,7 +16,8 @@ from incop_core.consistency.epsilon import (Z95, consistent_count, consistent_ep
 from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.imp.rundir import load_records
-from incop_core.imp.runner import retrain_epochs, run_pruning
+from incop_core.imp.plan import retrain_epochs
+from incop_core.imp.runner import run_pruning
 
 N = 200  # probe images of the hand-made snapshots
 

@@ -14,7 +14,7 @@ from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import non_finite, read_state, state_mismatch
 from incop_core.imp.rundir import read_record_at
 
-DENSE_DICTS = ("auto_epsilon", "reference")  # what iteration 0's record hands the criteria (runner.criterion_context)
+DENSE_DICTS = ("auto_epsilon", "reference")  # what iteration 0's record hands the criteria (plan.criterion_context)
 
 
 def iteration_fix(folder: Path) -> str:

@@ -6,8 +6,6 @@ resumes after the last finished iteration and a finished run does nothing.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import time
@@ -36,6 +34,7 @@ from incop_core.training.finetune import ALL_NEEDS, PLATEAU, FinetuneRecorder, S
 from incop_core.consistency.signals import gradient_flow, information_flow
 from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.imp.next_decision import NextDecision
+from incop_core.imp.plan import check_plan, criterion_context, dense_key, probe_flows_every_epoch, retrain_epochs
 from incop_core.models.zoo import build_model
 from incop_core.imp.report import chance_warnings
 from incop_core.imp.rundir import (clear_partial, finished_iterations, load_records, locked, open_run, read_status,
@@ -45,7 +44,6 @@ from incop_core.training.train import CheckPlan, evaluate, steps_per_epoch, trai
 from incop_core.imp.trajectory import group_survivors
 
 Events = Callable[[str, dict], None]
-DENSE_CACHE_VERSION = 3  # bump when iteration 0's record changes shape
 
 
 def _quiet(kind: str, info: dict) -> None:
@@ -207,47 +205,6 @@ class Pruning(NextDecision):
         self.save_iteration(t, mask, record)
         self.emit("iteration", record)
         return self.load_iteration(t)
-
-
-def retrain_epochs(config: RunConfig, final: bool = True) -> float:
-    """One iteration's retraining budget: the criterion's own (fixed epochs, the final iteration's cap), else
-    max_epochs."""
-    return config.prune.criterion.retrain_budget(config.prune.max_epochs, final)
-
-
-def check_plan(criterion, final: bool = True, steps_per_epoch: int = 1) -> CheckPlan:
-    """Ask every criterion at epoch 0 (a consistent network retrains 0 epochs), then as its config says; InCoP's
-    intermediate iterations also check their next prune decision every eighth of an epoch."""
-    every_steps = (settle_steps(steps_per_epoch) if criterion.checks_decision(final)
-                   else criterion.steps_between_checks())
-    return CheckPlan(at_start=True, every_epochs=criterion.check_every_epochs(), every_steps=every_steps)
-
-
-def probe_flows_every_epoch(config: RunConfig) -> bool:
-    """Only the paper's probe-estimator criterion with an auto epsilon needs probe flows after every fine-tuning
-    epoch."""
-    return config.prune.criterion.probes_flows_while_finetuning()
-
-
-def dense_key(config: RunConfig) -> str:
-    """Hash of what fine-tuning depends on: seed, data, model, optimiser, fine-tuning and probe settings."""
-    raw = config.model_dump(mode="json",
-                            include={"seed", "data", "model", "optim", "finetune_epochs", "finetune_plateau_pp"})
-    raw["probe"] = [config.prune.probe_size, config.prune.probe_batch, probe_flows_every_epoch(config)]
-    canonical = json.dumps({"version": DENSE_CACHE_VERSION, **raw}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-def criterion_context(config: RunConfig, dense: dict, measure, snapshot,
-                      reference: Optional[Snapshot]) -> CriterionContext:
-    """Reference flows, noise and auto epsilons from iteration 0; an undefined auto epsilon falls back to the
-    default."""
-    criterion = config.prune.criterion
-    default = type(criterion).model_fields["epsilon"].default if "epsilon" in type(criterion).model_fields else None
-    auto = {k: (v if v is not None else default) for k, v in dense["auto_epsilon"].items()}
-    noise = {k: v for k, v in dense.get("noise", {}).items() if v is not None}
-    return CriterionContext(dense["dense_best_val_acc"], {k: np.array(v) for k, v in dense["reference"].items()},
-                            measure, auto, snapshot, reference, noise)
 
 
 def reference_snapshot(job: "Pruning", dense: dict) -> Optional[Snapshot]:
