@@ -106,12 +106,15 @@ def gate_stage(params: PipelineParams, run: str, export_dir: str, export: dict, 
                changed: list[str]) -> dict:
     """Promote the candidate to `stable` when it passes the gate against the current stable
     (deploy/pipeline/gate.py)."""
-    loaded = load_run(Path(run))
-    images, labels = normalised(loaded.data.val, loaded.data)
+    def validation() -> tuple:  # the run's data are loaded only when there is a stable version to compare with
+        loaded = load_run(Path(run))
+        images, labels = normalised(loaded.data.val, loaded.data)
+        return images.numpy(), labels.numpy()
+
     key = load_private_key(params.signing_key) if params.signing_key else None
     verdict = gate(params.registry, params.model_name, published,
                    Path(export_dir) / export["artifacts"][published["metrics"]["variant"]]["file"],
-                   export["input_spec"], (images.numpy(), labels.numpy()), params.publish_profile, params.bench_rounds,
+                   export["input_spec"], validation, params.publish_profile, params.bench_rounds,
                    params.promote_tolerance_pp, params.promote_latency_slack, changed,
                    public_key=key.public_key() if key is not None else None)
     if verdict.promote:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -104,10 +104,12 @@ def pull_stable(registry: str, name: str, public_key: Any, into: Path) -> Option
     return current / manifest["model_file"], manifest
 
 
-def gate(registry: str, name: str, published: dict, candidate_path: Path, candidate_spec: dict, val: tuple,
+def gate(registry: str, name: str, published: dict, candidate_path: Path, candidate_spec: dict,
+         val: Callable[[], tuple[np.ndarray, np.ndarray]],
          profile: str, rounds: int, tolerance_pp: float, slack: float, changed: Sequence[str],
          public_key: Any = None) -> Verdict:
-    """Compare the just-published candidate with stable and say whether it should be promoted."""
+    """Compare the just-published candidate with stable and say whether it should be promoted. `val` gives the
+    validation images and labels; it is called only when there is a stable version to compare with."""
     barred = unserved(changed)
     if barred:
         return Verdict(False, f"kept on {CANDIDATE}: this run changed {', '.join(barred)} from the served parameters, "
@@ -117,5 +119,7 @@ def gate(registry: str, name: str, published: dict, candidate_path: Path, candid
         found = pull_stable(registry, name, public_key, Path(scratch) / "device")
         if found is None:
             return judge({}, None, tolerance_pp, slack, profile)
-        candidate, stable = measure(candidate_path, candidate_spec, found[0], found[1], val[0], val[1], profile, rounds)
+        images, labels = val()
+        candidate, stable = measure(candidate_path, candidate_spec, found[0], found[1], images, labels, profile,
+                                    rounds)
     return judge({**candidate, "version": published["version"]}, stable, tolerance_pp, slack, profile)
