@@ -116,3 +116,13 @@ def test_fine_tuning_stops_at_the_plateau_only_with_a_constant_learning_rate(tmp
     raw["optim"]["schedule"] = "constant"
     dense = load_records(run_pruning(validate(raw), tmp_path, stop_after=0))[0]
     assert dense["epochs"] == 3 and dense["stop_reason"] == "plateau" and dense["plateau"] in (True, False)
+
+
+def test_runs_that_differ_only_in_retraining_lr_share_the_dense_network_and_others_do_not():
+    from incop_core.imp.plan import dense_key
+
+    base = {"data": {"name": "synthetic"}, "model": {"name": "small-cnn"}}
+    key = dense_key(validate(base))
+    assert dense_key(validate({**base, "optim": {"retrain_lr": 0.01}})) == key
+    assert dense_key(validate({**base, "optim": {"lr": 0.01}})) != key
+    assert dense_key(validate({**base, "finetune_epochs": 3})) != key
