@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from incop_core.cli import main as cli
-from incop_core.imp import runner
+from incop_core.imp import stages
 from incop_core.cli.main import app
 from incop_core.experiments.compare import DEFAULT_METHODS, matched_epochs, method_names, method_raw, plan, run_compare
 from incop_core.experiments.compare_stats import paired_pp, remaining_spread_pp, summarise, t975, t_interval
@@ -163,7 +163,7 @@ def test_compare_follows_sap_trajectory_under_both_rewinds_matches_budgets_and_r
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(runner, "train", no_training)
+    monkeypatch.setattr(stages, "train", no_training)
     assert CliRunner().invoke(app, args).exit_code == 0
 
 

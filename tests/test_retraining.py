@@ -4,7 +4,7 @@ rewinds, the shared fine-tuning and the dense network's noise (docs/algorithms.m
 import pytest
 import torch
 
-from incop_core.imp import paths, runner
+from incop_core.imp import paths, stages
 from incop_core.imp.config import validate
 from incop_core.training.optim import OptimConfig
 from incop_core.foundations.errors import ConfigError
@@ -78,8 +78,8 @@ def test_rewind_restarts_from_the_fine_tuned_or_the_previous_weights(tmp_path, t
 def test_runs_that_fine_tune_alike_share_one_fine_tuning(tmp_path, tiny_config, monkeypatch):
     first = run_pruning(tiny_config(), tmp_path)
     calls = []
-    real_train = runner.train
-    monkeypatch.setattr(runner, "train", lambda *a, **k: calls.append(1) or real_train(*a, **k))
+    real_train = stages.train
+    monkeypatch.setattr(stages, "train", lambda *a, **k: calls.append(1) or real_train(*a, **k))
     second = run_pruning(tiny_config(criterion={"kind": "fixed-epochs"}), tmp_path)
     assert second != first and len(calls) == 2  # the two pruning iterations only
     dense = [torch.load(paths.iteration_dir(r, 0) / paths.WEIGHTS, weights_only=True) for r in (first, second)]

@@ -15,7 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import incop_core.imp.runner
+import incop_core.imp.stages
 from incop_core.imp import paths
 from incop_core.cli.main import app
 from incop_core.imp.config import RunConfig, validate
@@ -109,7 +109,7 @@ def test_finished_run_is_not_trained_again(finished_run, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run must not train again")
 
-    monkeypatch.setattr(incop_core.imp.runner, "train", no_training)
+    monkeypatch.setattr(incop_core.imp.stages, "train", no_training)
     assert run_pruning(config, run.parent) == run
     assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != paths.STATUS} == before
     assert read_status(run)["state"] == "finished"

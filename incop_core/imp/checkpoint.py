@@ -1,13 +1,17 @@
-"""An iteration folder read back for the runner: weights and a mask that fit the run's model, and iteration 0's record
-with what the criteria need. Anything else is one sentence naming the folder to delete, so a resume never reaches a
-size mismatch or a KeyError deep in the loop."""
+"""An iteration folder, written whole (`save_checkpoint`) and read back for the runner: weights and a mask that fit
+the run's model, and iteration 0's record with what the criteria need. Anything else is one sentence naming the folder
+to delete, so a resume never reaches a size mismatch or a KeyError deep in the loop."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
+from typing import Mapping
 
 from torch import nn
 
+from incop_core.foundations.fileio import save_torch_atomic, write_json_atomic
 from incop_core.imp import paths
 from incop_core.foundations.errors import IncopError
 from incop_core.pruning.masks import Mask
@@ -62,3 +66,17 @@ def run_dense_record(run: Path) -> dict:
     """dense_record of the run's iteration 0."""
     folder = paths.iteration_dir(run, 0)
     return dense_record(folder, iteration_fix(folder))
+
+
+def save_checkpoint(final: Path, state: Mapping, mask: Mask, record: dict, extra: Mapping[str, object]) -> None:
+    """Write an iteration folder (weights on the CPU, mask, record, `extra` tensors by file name) beside `final`, then
+    rename it into place: a folder is whole or absent."""
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_torch_atomic(tmp / paths.WEIGHTS, {k: v.detach().cpu() for k, v in state.items()})
+    mask.save(tmp / paths.MASK)
+    write_json_atomic(tmp / paths.RECORD, record)
+    for name, tensors in extra.items():
+        save_torch_atomic(tmp / name, tensors)
+    os.replace(tmp, final)

@@ -1,7 +1,7 @@
 """The runner's side of the next prune decision (docs/algorithms.md §4.3): the counts an iteration prunes, the
 decision function an intermediate iteration's InCoP criterion checks, and the dense network's decision noise τ.
 
-`NextDecision` is mixed into `runner.Pruning`, whose state (config, model, data, probe, run directory) it uses.
+`NextDecision` is mixed into `stages.Pruning`, whose state (config, model, data, probe, run directory) it uses.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from incop_core.imp.trajectory import follow_counts
 
 
 class NextDecision:
-    """Prune counts, the next-decision function and its noise for one run (needs the attributes of runner.Pruning)."""
+    """Prune counts, the next-decision function and its noise for one run (needs the attributes of stages.Pruning)."""
 
     def prune_counts(self, t: int, weights: dict, mask: Mask) -> dict[str, int]:
         """How many entries iteration t prunes per group: the followed trajectory, or the schedule (then round_to)."""
