@@ -88,7 +88,7 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
         outputs: dict[str, Path] = {}  # filled once the parameters are read, for the sentence of an unwritable path
 
         def go() -> None:
-            from incop_core.cli.main import warn
+            from incop_core.cli.guard import warn
 
             params = load_params(config, set_)
             outputs.update(_outputs(params))

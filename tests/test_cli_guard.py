@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from bad_inputs import expect_user_error, run_incop
 from incop_core.imp import paths
-from incop_core.cli.main import guarded
+from incop_core.cli.guard import guarded
 from incop_core.imp.config import validate
 from incop_core.foundations.errors import ConfigError, explain
 from incop_core.datasets.idx import write_idx

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, List, Mapping, Optional
+from typing import Any, List, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from incop_core.foundations.errors import explain
+from incop_core.cli.guard import console, guarded
 
 # Only typer and rich load at start-up: device commands (pull, predict) must run without torch. A command body
 # imports what it needs inside `guarded`, so a missing extra is one sentence (errors.explain) naming it.
@@ -24,32 +20,7 @@ COMPARE_METHODS = "accuracy,incop-disagreement,matched-incop-disagreement,final-
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Information Consistent Pruning for edge deployment.")
-console = Console(stderr=True)
 DEFAULT_RUNS = Path("runs")
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-def warn(message: str) -> None:
-    console.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-def guarded(fn: Callable[..., Any], outputs: Optional[Mapping[str, Optional[Path]]] = None) -> Any:
-    """Run a command body; an expected failure (errors.explain) becomes one sentence and exit status 2, a bug
-    keeps its traceback. `outputs` names the command's output options, e.g. {"--out": out}, for the sentence."""
-    try:
-        return fn()
-    except KeyboardInterrupt:
-        console.print("interrupted; re-run the same command to resume from the last finished iteration")
-        raise typer.Exit(130)
-    except Exception as exc:
-        sentence = explain(exc, outputs)
-        if sentence is None:
-            raise
-        _fail(sentence)
 
 
 def build_config(config: Optional[Path], flags: dict[str, Any], overrides: List[str]):
@@ -105,12 +76,13 @@ def prune(
 
     def go() -> None:
         from incop_core.cli.progress import ProgressPrinter
+        from incop_core.cli.show import print_report
         from incop_core.imp.runner import run_pruning
 
         cfg = build_config(config, flags, set_)
         with ProgressPrinter(console, cfg) as printer:
             run = run_pruning(cfg, runs_dir, run_dir, printer.on_event)
-        _print_report(run)
+        print_report(run)
         typer.echo(str(run))
 
     guarded(go, {"--run-dir": run_dir} if run_dir else {"--runs-dir": runs_dir})
@@ -162,45 +134,9 @@ def compare(
 @app.command()
 def runs(runs_dir: Path = typer.Option(DEFAULT_RUNS, help="Where run directories live.")) -> None:
     """List runs with their status."""
-    guarded(lambda: _print_runs(runs_dir))
+    from incop_core.cli.show import print_runs
 
-
-def _print_runs(runs_dir: Path) -> None:
-    from incop_core.imp.rundir import list_runs
-
-    rows = list_runs(runs_dir)
-    table = Table("run", "model", "data", "schedule", "criterion", "state", "done", "remaining %", "test acc %")
-    for r in rows:
-        pct = lambda v: "" if v is None else f"{100 * v:.2f}"  # noqa: E731
-        table.add_row(r["run"], r["model"], r["data"], r["schedule"], r["criterion"], r["state"], r["done"],
-                      pct(r["remaining"]), pct(r["test_acc"]))
-    Console().print(table if rows else f"no runs under {runs_dir}")
-    for r in rows:
-        if r.get("problem"):
-            warn(r["problem"])
-
-
-def _print_report(run: Path, as_json: bool = False) -> None:
-    from incop_core.imp.report import iteration_rows, run_warnings, totals
-    from incop_core.imp.rundir import check_status, load_records
-
-    records, status = load_records(run), check_status(run)
-    if as_json:
-        typer.echo(json.dumps({"run": run.name, "status": status, "totals": totals(records),
-                               "iterations": iteration_rows(records)}, indent=2))
-        return
-    rows = iteration_rows(records)
-    table = Table(*(rows[0].keys() if rows else ["iter"]), title=f"run {run.name} ({status['state']})")
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
-    Console().print(table)
-    t = totals(records)
-    Console().print(f"retraining epochs {t['retrain_epochs']}, pruning wall {t['pruning_wall_seconds']:.1f} s, "
-                    f"flow share {100 * t['flow_share']:.1f} %")
-    for line in run_warnings(records)[:1]:  # a collapsed run warns at every iteration; the first says it
-        warn(line)
-    if status["state"] == "failed" and status.get("error"):
-        warn(f"the run failed: {status['error']}")
+    guarded(lambda: print_runs(runs_dir))
 
 
 @app.command()
@@ -210,9 +146,10 @@ def report(run: str = typer.Argument(..., help="Run hash (or a prefix) or direct
     """Show a run's iteration table."""
 
     def go() -> None:
+        from incop_core.cli.show import print_report
         from incop_core.imp.rundir import resolve_run
 
-        _print_report(resolve_run(run, runs_dir), as_json)
+        print_report(resolve_run(run, runs_dir), as_json)
 
     guarded(go)
 
