@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from incop_core.datasets.data import DataConfig, load_dataset
+from incop_core.datasets.config import DataConfig
+from incop_core.datasets.data import load_dataset
 from incop_core.experiments.discrimination import LadderConfig, run_ladder
 from incop_core.experiments.discrimination_scores import K_FACTORS, MIN_AUROC, RECOVERED_GAP, UNRECOVERED_GAP
 from incop_core.foundations.fileio import read_json, write_json_atomic, write_text_atomic

@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from incop_core.training.optim import OptimConfig
-from incop_core.datasets.data import DataConfig, batches, load_dataset
+from incop_core.datasets.config import DataConfig
+from incop_core.datasets.data import load_dataset
+from incop_core.datasets.splits import batches
 from incop_core.datasets.placement import place_dataset
 from incop_core.platforms.devices import autocast, prepare_model, resolve
 from incop_core.foundations.fileio import write_json_atomic

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from incop_core.imp.config import OWN_ROOT
-from incop_core.datasets.data import DEFAULT_FASHION_ROOT
+from incop_core.datasets.sources import DEFAULT_FASHION_ROOT
 from incop_core.foundations.errors import ConfigError
 
 from .params import PipelineParams

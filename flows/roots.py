@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from incop_core.datasets.data import DEFAULT_FASHION_ROOT
+from incop_core.datasets.sources import DEFAULT_FASHION_ROOT
 
 ROOTS_ENV, HOME_ENV = "INCOP_ALLOWED_ROOTS", "INCOP_HOME"
 

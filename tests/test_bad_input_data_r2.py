@@ -42,7 +42,8 @@ class _NeverStop:
 
 def _tiny_training():
     from incop_core.training.optim import OptimConfig
-    from incop_core.datasets.data import DataConfig, load_dataset
+    from incop_core.datasets.config import DataConfig
+    from incop_core.datasets.data import load_dataset
     from incop_core.pruning.masks import Mask
     from incop_core.models.zoo import SmallCNN
 
@@ -225,7 +226,8 @@ def test_imagefolder_trees_that_would_mislead_training(tmp_path, damage, mention
 def test_hidden_folders_and_files_are_skipped(tmp_path):
     from PIL import Image
 
-    from incop_core.datasets.data import DataConfig, describe
+    from incop_core.datasets.config import DataConfig
+    from incop_core.datasets.data import describe
 
     root = image_tree(tmp_path / "images")
     for split in ("train", "test"):

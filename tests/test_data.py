@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from incop_core.imp.config import validate
-from incop_core.datasets.data import DEFAULT_FASHION_ROOT, DataConfig, load_dataset
+from incop_core.datasets.config import DataConfig
+from incop_core.datasets.data import load_dataset
+from incop_core.datasets.sources import DEFAULT_FASHION_ROOT
 from incop_core.foundations.errors import DataError
 from incop_core.datasets.idx import read_idx, write_idx
 from incop_core.imp.rundir import load_records

@@ -13,7 +13,8 @@ from test_cli_guard import make_idx
 
 
 def test_declared_classes_not_the_largest_label(tmp_path):
-    from incop_core.datasets.data import DataConfig, load_dataset
+    from incop_core.datasets.config import DataConfig
+    from incop_core.datasets.data import load_dataset
 
     data = load_dataset(DataConfig(name="fashion-mnist", root=str(make_idx(tmp_path / "idx"))), 0)
     assert data.num_classes == 10

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from incop_core.datasets.data import DEFAULT_FASHION_ROOT, DataConfig, load_dataset
+from incop_core.datasets.config import DataConfig
+from incop_core.datasets.data import load_dataset
+from incop_core.datasets.sources import DEFAULT_FASHION_ROOT
 from incop_core.criteria import CRITERIA
 from incop_core.experiments.discrimination import EXTREMES, LadderConfig, run_ladder
 from incop_core.experiments.discrimination_scores import auroc, average_ranks, k_table, score_signal, spearman

@@ -7,7 +7,8 @@ from torch import nn
 from incop_core.pruning import magnitude
 from incop_core.training.optim import OptimConfig
 from incop_core.criteria import CRITERIA, CriterionContext
-from incop_core.datasets.data import DataConfig, load_dataset
+from incop_core.datasets.config import DataConfig
+from incop_core.datasets.data import load_dataset
 from incop_core.foundations.errors import IncopError
 from incop_core.pruning.groups import channel_groups
 from incop_core.pruning.masks import Mask, prunable_weights

@@ -9,7 +9,8 @@ from incop_core.imp.config import validate
 from incop_core.training.optim import OptimConfig
 from incop_core.foundations.errors import ConfigError
 from incop_core.criteria import CRITERIA, CriterionContext, EpochRecord, Verdict
-from incop_core.datasets.data import DataConfig, load_dataset
+from incop_core.datasets.config import DataConfig
+from incop_core.datasets.data import load_dataset
 from incop_core.consistency.distances import DISTANCES
 from incop_core.pruning.masks import Mask
 from incop_core.models.zoo import ModelConfig, build_model

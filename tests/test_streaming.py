@@ -7,7 +7,9 @@ from torch import nn
 
 from incop_core.training.optim import OptimConfig
 from incop_core.criteria import CRITERIA, CriterionContext, Verdict
-from incop_core.datasets.data import DataConfig, batches, load_dataset
+from incop_core.datasets.config import DataConfig
+from incop_core.datasets.data import load_dataset
+from incop_core.datasets.splits import batches
 from incop_core.consistency.epsilon import auto_epsilon
 from incop_core.consistency.signals import gradient_flow, information_flow
 from incop_core.pruning.masks import Mask

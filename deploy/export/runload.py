@@ -10,7 +10,8 @@ from torch import nn
 
 from incop_core.imp import paths
 from incop_core.imp.config import RunConfig
-from incop_core.datasets.data import Dataset, Split, load_dataset
+from incop_core.datasets.data import load_dataset
+from incop_core.datasets.splits import Dataset, Split
 from incop_core.foundations.errors import CorruptFile
 from incop_core.foundations.fileio import read_json
 from incop_core.pruning.masks import Mask

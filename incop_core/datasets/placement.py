@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import torch
 
-from incop_core.datasets.data import Dataset, Split
+from incop_core.datasets.splits import Dataset, Split
 
 GPU_DATA_SHARE = 0.25  # keep a data set on the GPU when it takes at most this share of free memory
 

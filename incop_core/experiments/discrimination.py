@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from incop_core.training.optim import OptimConfig
-from incop_core.datasets.data import Dataset, batches
+from incop_core.datasets.splits import Dataset, batches
 from incop_core.experiments.discrimination_scores import SignalScore, score_signal
 from incop_core.consistency.distances import DISTANCES, Snapshot
 from incop_core.training.finetune import ALL_NEEDS, PLATEAU_PP, calibrate, reached_plateau

@@ -11,7 +11,7 @@ from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from incop_core.criteria import CRITERIA
-from incop_core.datasets.data import DataConfig
+from incop_core.datasets.config import DataConfig
 from incop_core.foundations.errors import ConfigError
 from incop_core.pruning.magnitude import PER_LAYER_FILTERS, Scope
 from incop_core.models.zoo import ModelConfig

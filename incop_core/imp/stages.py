@@ -16,7 +16,8 @@ from incop_core.pruning import magnitude
 from incop_core.imp.checkpoint import cache_fix, dense_record, iteration_fix, load_checkpoint, save_checkpoint
 from incop_core.imp.config import RunConfig
 from incop_core.criteria import CRITERIA, CriterionContext
-from incop_core.datasets.data import Dataset, batches, load_dataset
+from incop_core.datasets.data import load_dataset
+from incop_core.datasets.splits import Dataset, batches
 from incop_core.pruning.decision import settle_steps
 from incop_core.datasets.placement import place_dataset
 from incop_core.platforms.devices import prepare_model, resolve

@@ -15,7 +15,7 @@ from torch import nn
 
 from incop_core.training.optim import OptimConfig
 from incop_core.criteria import MAX_EPOCHS, Criterion, EpochRecord, Verdict
-from incop_core.datasets.data import Dataset, Split, batches
+from incop_core.datasets.splits import Dataset, Split, batches
 from incop_core.platforms.devices import autocast
 from incop_core.platforms.distributed import all_sum, world, wrap
 from incop_core.foundations.errors import DataError, TrainingDiverged
