@@ -21,7 +21,8 @@ from deploy.export.validate import validate_sparsity
 from deploy.pipeline.summary import cached_benchmark, published_metrics
 from incop_core.imp import paths
 from incop_core.datasets.data import describe
-from incop_core.imp.rundir import LOCK_WAIT_SECONDS, load_records
+from incop_core.imp.rundir import load_records
+from incop_core.imp.runlock import LOCK_WAIT_SECONDS
 from incop_core.imp.runner import run_pruning
 
 from .artifacts import PruneProgress

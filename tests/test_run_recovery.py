@@ -15,7 +15,8 @@ from incop_core.imp import paths
 from incop_core.imp.config import validate
 from incop_core.foundations.errors import ConfigError
 from incop_core.imp.report import chance_warnings
-from incop_core.imp.rundir import CRASHED, check_status, clear_partial, locked, open_run, read_status, write_status
+from incop_core.imp.rundir import CRASHED, check_status, clear_partial, open_run, read_status, write_status
+from incop_core.imp.runlock import locked
 from incop_core.imp.runner import run_pruning
 from test_bad_input import invoke
 
@@ -98,7 +99,8 @@ def test_a_run_whose_lock_is_held_stays_running(tmp_path):
 
 def test_a_run_killed_in_another_process_is_reported_crashed(tmp_path):
     run = open_run(validate(RAW), tmp_path / "runs")
-    script = ("import os, sys; from pathlib import Path; from incop_core.imp.rundir import locked, write_status\n"
+    script = ("import os, sys; from pathlib import Path; from incop_core.imp.runlock import locked\n"
+              "from incop_core.imp.rundir import write_status\n"
               "with locked(Path(sys.argv[1])):\n"
               "    write_status(Path(sys.argv[1]), 'running', 0, 1)\n    os._exit(9)\n")
     done = subprocess.run([sys.executable, "-c", script, str(run)], env={**os.environ, "OMP_NUM_THREADS": "1"},

@@ -182,7 +182,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, one_thread)
 HOLDER = """
 import sys
 from pathlib import Path
-from incop_core.imp.rundir import locked
+from incop_core.imp.runlock import locked
 
 with locked(Path(sys.argv[1])):
     print("locked", flush=True)

@@ -18,7 +18,8 @@ from incop_core.imp import paths
 from incop_core.imp.config import validate
 from incop_core.foundations.errors import RunLocked
 from incop_core.foundations.fileio import copy_folder_atomic, read_json, save_torch_atomic, write_json_atomic
-from incop_core.imp.rundir import finished_iterations, locked, open_run, read_status
+from incop_core.imp.rundir import finished_iterations, open_run, read_status
+from incop_core.imp.runlock import locked
 from incop_core.imp.runner import run_pruning
 
 RAW = {"data": {"name": "synthetic", "synthetic_size": 64, "image_size": 16}, "model": {"width": 8},
@@ -47,7 +48,7 @@ print("done", flush=True)
 HOLDER = """
 import sys
 from pathlib import Path
-from incop_core.imp.rundir import locked
+from incop_core.imp.runlock import locked
 
 with locked(Path(sys.argv[1])):
     print("locked", flush=True)

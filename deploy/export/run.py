@@ -17,7 +17,7 @@ import torch
 
 from incop_core.foundations.errors import CorruptFile
 from incop_core.foundations.fileio import read_json, write_bytes_atomic, write_json_atomic
-from incop_core.imp.rundir import locked
+from incop_core.imp.runlock import locked
 
 from ..bench.runtime import logits, read_model
 from ..bench.sizes import file_sizes

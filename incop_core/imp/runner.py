@@ -12,8 +12,8 @@ from incop_core.imp import paths
 from incop_core.imp.checkpoint import run_dense_record
 from incop_core.imp.config import RunConfig
 from incop_core.imp.plan import criterion_context
-from incop_core.imp.rundir import (clear_partial, finished_iterations, load_records, locked, open_run, read_status,
-                                   write_status)
+from incop_core.imp.rundir import clear_partial, finished_iterations, load_records, open_run, read_status, write_status
+from incop_core.imp.runlock import locked
 from incop_core.imp.stages import Events, Pruning, quiet
 from incop_core.platforms.distributed import barrier, main_only, world
 from incop_core.pruning.masks import Mask
@@ -34,7 +34,7 @@ def run_pruning(config: RunConfig, root: Path, run: Optional[Path] = None, on_ev
 
     `stop_after=t` stops once iteration t is finished (0: fine-tuning only) and leaves the run "paused";
     the next call resumes it. A run another process is working on is waited for up to `lock_wait` seconds
-    (pipelines pass rundir.LOCK_WAIT_SECONDS), then reused; 0 (the CLI) refuses it at once with RunLocked."""
+    (pipelines pass runlock.LOCK_WAIT_SECONDS), then reused; 0 (the CLI) refuses it at once with RunLocked."""
     run = Path(run) if run else paths.run_dir(root, config.config_hash())
     total = config.prune.iterations
     last = total if stop_after is None else min(stop_after, total)
