@@ -29,7 +29,8 @@ from typing import Optional
 
 import torch
 
-from incop_core.experiments.compare import FINAL_ONLY, ONE_SHOT, run_compare
+from incop_core.experiments.compare import run_compare
+from incop_core.experiments.methods import FINAL_ONLY, ONE_SHOT
 from incop_core.experiments.compare_stats import label
 from incop_core.imp.config import RunConfig, validate
 from incop_core.foundations.fileio import write_json_atomic, write_text_atomic

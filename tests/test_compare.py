@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from incop_core.cli import main as cli
 from incop_core.imp import stages
 from incop_core.cli.main import app
-from incop_core.experiments.compare import DEFAULT_METHODS, matched_epochs, method_names, method_raw, plan, run_compare
+from incop_core.experiments.compare import run_compare
+from incop_core.experiments.methods import DEFAULT_METHODS, matched_epochs, method_names, method_raw, plan
 from incop_core.experiments.compare_stats import paired_pp, remaining_spread_pp, summarise, t975, t_interval
 from incop_core.consistency.distances import DISTANCES
 from incop_core.foundations.errors import ConfigError

@@ -117,7 +117,8 @@ def compare(
              "device": device}
 
     def go() -> None:
-        from incop_core.experiments.compare import parse_seeds, run_compare
+        from incop_core.experiments.compare import run_compare
+        from incop_core.experiments.methods import parse_seeds
 
         seed_list = parse_seeds(seeds)
         base = build_config(config, flags, set_)
