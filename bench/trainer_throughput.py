@@ -36,7 +36,8 @@ from incop_core.pruning.magnitude import prune
 from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.consistency.streaming import StreamMonitor
-from incop_core.training.train import MaskedSGD, train_epoch
+from incop_core.training.masked_sgd import MaskedSGD
+from incop_core.training.train import train_epoch
 
 ROOT = Path(__file__).resolve().parent
 TARGET = 0.95

@@ -186,7 +186,7 @@ def test_structured_pruning_zeroes_the_batchnorm_of_dead_filters_so_compaction_n
 
 def test_streamed_gradient_flow_covers_the_prunable_weights_only_when_batchnorms_are_masked():
     from incop_core.consistency.streaming import StreamMonitor
-    from incop_core.training.train import MaskedSGD
+    from incop_core.training.masked_sgd import MaskedSGD
 
     data = load_dataset(DataConfig(name="synthetic", synthetic_size=32, image_size=16), 0)
     torch.manual_seed(0)

@@ -27,7 +27,8 @@ from incop_core.pruning.magnitude import ALL, prune
 from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.models.zoo import ModelConfig, build_model
 from incop_core.consistency.snapshot import take_snapshot
-from incop_core.training.train import MaskedSGD, evaluate, train_epoch
+from incop_core.training.masked_sgd import MaskedSGD
+from incop_core.training.train import evaluate, train_epoch
 
 EXTREMES = ("random", "pruned-99-r0")  # must sit beyond every recovered checkpoint
 Note = Callable[[str], None]

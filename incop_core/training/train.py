@@ -19,7 +19,8 @@ from incop_core.datasets.splits import Dataset, Split, batches
 from incop_core.platforms.devices import autocast
 from incop_core.platforms.distributed import all_sum, world, wrap
 from incop_core.foundations.errors import DataError, TrainingDiverged
-from incop_core.pruning.masks import Mask, dead_filter_norms, prunable_weights
+from incop_core.pruning.masks import Mask
+from incop_core.training.masked_sgd import MaskedSGD
 from incop_core.consistency.streaming import StreamMonitor
 
 
@@ -42,32 +43,6 @@ def evaluate(model: nn.Module, split: Split, data: Dataset, device: torch.device
             correct += int((model(images).argmax(dim=1) == labels).sum())
     model.train(was_training)
     return correct / max(len(split), 1)
-
-
-class MaskedSGD:
-    """SGD whose pruned weights stay exactly zero: gradients masked before, weights after each step. With `norms`,
-    the BatchNorm scale and shift of channels whose filter is pruned whole stay zero too (structured scopes)."""
-
-    def __init__(self, model: nn.Module, mask: Mask, cfg: OptimConfig, norms: bool = False) -> None:
-        weights = prunable_weights(model)
-        self.params = list(weights.values())
-        self.masks = [mask.tensors[n].to(w.device, w.dtype) for n, w in weights.items()]
-        self.layers = len(self.params)  # gradient flow is measured on the prunable weights only, never the BatchNorms
-        for param, keep in dead_filter_norms(model, mask) if norms else []:
-            self.params.append(param)
-            self.masks.append(keep.to(param.device, param.dtype))
-        self.opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                   weight_decay=cfg.weight_decay, foreach=True)
-
-    def step(self, monitor: Optional[StreamMonitor] = None) -> None:
-        grads = [p.grad for p in self.params]
-        torch._foreach_mul_(grads, self.masks)  # one fused call over all tensors
-        if monitor is not None:
-            monitor.gradients(grads[:self.layers])
-        self.opt.step()
-        with torch.no_grad():
-            torch._foreach_mul_(self.params, self.masks)
-        self.opt.zero_grad(set_to_none=True)
 
 
 def train_epoch(model: nn.Module, data: Dataset, opt: MaskedSGD, batch_size: int, device: torch.device,
