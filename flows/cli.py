@@ -16,7 +16,7 @@ def load_params(config: Optional[Path], overrides: List[str]):
     """PipelineParams: the defaults, then a JSON/TOML file, then each --set KEY=VALUE, each merged onto the last
     (a partial section keeps the rest; the same model the UI form shows), validated once at the end."""
     from incop_core.foundations.rawconfig import parse_override
-    from incop_core.imp.config import read_config_file, set_dotted
+    from incop_core.foundations.rawconfig import read_config_file, set_dotted
 
     from .params import PipelineParams, deep_merge, validated
 

@@ -8,7 +8,8 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from incop_core.imp.config import RunConfig, describe, validate
+from incop_core.imp.config import RunConfig, validate
+from incop_core.imp.config_errors import describe
 from incop_core.foundations.errors import ConfigError
 from incop_core.models.factory import MODEL_MODULES_ENV, factory_allowed
 from incop_core.models.zoo import is_factory

@@ -106,7 +106,7 @@ def test_config_files_that_cannot_be_settings(tmp_path, make, mentions):
 
 
 def test_a_config_file_too_large_to_be_one(tmp_path):
-    from incop_core.imp.config import read_config_file
+    from incop_core.foundations.rawconfig import read_config_file
     from incop_core.foundations.errors import ConfigError
 
     path = tmp_path / "big.json"

@@ -26,7 +26,8 @@ DEFAULT_RUNS = Path("runs")
 def build_config(config: Optional[Path], flags: dict[str, Any], overrides: List[str]):
     """File, then flags, then --set key=value overrides; validated once at the end."""
     from incop_core.foundations.rawconfig import parse_override
-    from incop_core.imp.config import read_config_file, set_dotted, validate
+    from incop_core.foundations.rawconfig import read_config_file, set_dotted
+    from incop_core.imp.config import validate
 
     raw = read_config_file(config) if config else {}
     for dotted, value in flags.items():

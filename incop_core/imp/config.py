@@ -15,7 +15,8 @@ from incop_core.datasets.config import DataConfig
 from incop_core.foundations.errors import ConfigError
 from incop_core.pruning.magnitude import PER_LAYER_FILTERS, Scope
 from incop_core.models.zoo import ModelConfig
-from incop_core.foundations.rawconfig import MAX_DEPTH, boolean_number, read_config_file, set_dotted, too_deep  # noqa: F401 (the CLIs import the readers here)
+from incop_core.foundations.rawconfig import MAX_DEPTH, boolean_number, too_deep
+from incop_core.imp.config_errors import PLUGIN_ERROR, describe, plugin_problem
 from incop_core.pruning.schedules import SCHEDULES
 from incop_core.training.optim import OptimConfig
 
@@ -24,7 +25,6 @@ CriterionConfig = Annotated[Union[tuple(CRITERIA.configs())], Field(discriminato
 NOT_HASHED = {"device"}
 DEFAULT_KINDS = {"schedule": "sap", "criterion": "incop"}
 OWN_ROOT = ("fashion-mnist", "synthetic")  # data sets that need no data.root
-PLUGIN_ERROR = "plugin_setting"
 MAX_SEED = 2**32 - 1  # torch and numpy generators take it; derived seeds (seed * 100_003 + epoch) stay in int64
 
 
@@ -103,34 +103,6 @@ class PruneConfig(BaseModel):
             raise PydanticCustomError(PLUGIN_ERROR, "{message}", {"message": message, "setting": setting}) from None
 
 
-def plugin_problem(what: str, exc: ValidationError) -> tuple[str, str]:
-    """The setting (dotted, "" for the whole section) and one sentence for a schedule or criterion error."""
-    first = exc.errors()[0]
-    if first["type"] == "union_tag_invalid":
-        names = (SCHEDULES if what == "schedule" else CRITERIA).names()
-        return "kind", f"unknown {what} kind {first['ctx']['tag']!r}; choose one of: {', '.join(names)}"
-    if first["type"] == "union_tag_not_found" or len(first["loc"]) == 0:
-        return "", f"{what} must be a section of settings with a kind (got {first.get('input')!r})"
-    kind, *inner = first["loc"]
-    setting = _setting(inner)
-    same = [e for e in exc.errors() if e["loc"][:1] == (kind,) and _setting(e["loc"][1:]) == setting]
-    says = " or ".join(dict.fromkeys(_short(e["msg"]) for e in same)).replace(" or should be ", " or ")
-    if first["type"] == "value_error" or not setting:
-        return setting, f"{what} {kind}: {says}"
-    return setting, f"{setting} {says} (got {first.get('input')!r}; {what} kind {kind})"
-
-
-def _setting(loc) -> str:
-    """The setting an error is about: plug-in configs are flat, so the first name (the rest are pydantic's labels of
-    union branches, such as constrained-float or literal['auto'])."""
-    return str(loc[0]) if loc else ""
-
-
-def _short(msg: str) -> str:
-    return msg.removeprefix("Value error, ").replace("Input should be", "should be").replace(
-        "Extra inputs are not permitted", "is not a setting of this kind")
-
-
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", title="Run")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed for splits, initialisation and data order.")
@@ -184,19 +156,6 @@ class RunConfig(BaseModel):
         """Hash of the canonical config (device excluded: it does not change what is computed)."""
         canonical = json.dumps(self.model_dump(mode="json", exclude=NOT_HASHED), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-def describe(exc: ValidationError) -> str:
-    """One sentence for the first problem pydantic found."""
-    error = exc.errors()[0]
-    where = ".".join(str(p) for p in error["loc"] if not str(p).startswith(("function-", "tagged-union")))
-    if error["type"] == PLUGIN_ERROR:
-        return f"bad config value at {where}: {error['ctx']['message']}; fix it in the config file or flags"
-    message = error["msg"].removeprefix("Value error, ")
-    if not where and error["type"] == "value_error":
-        return f"{message}; fix it in the config file or flags"
-    got = "" if error["type"] == "value_error" else f" (got {error.get('input')!r})"
-    return f"bad config value at {where or 'top level'}: {message}{got}; fix it in the config file or flags"
 
 
 def validate(raw: dict[str, Any]) -> RunConfig:
