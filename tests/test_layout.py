@@ -183,6 +183,17 @@ def test_no_folder_of_incop_core_imports_a_folder_above_it():
     assert upward == []
 
 
+MAX_MODULE_LINES = 200  # a module longer than this says why in its docstring ("longer than 200 lines because ...")
+
+
+def test_no_module_of_the_packages_is_over_200_lines_without_saying_why():
+    long = [f"{path.relative_to(ROOT)} ({lines} lines)" for package in ("incop_core", "deploy", "flows")
+            for path in sorted((ROOT / package).rglob("*.py"))
+            if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+            and "longer than 200 lines because" not in (ast.get_docstring(ast.parse(path.read_text())) or "")]
+    assert long == []
+
+
 def test_the_layout_checks_see_a_circle_and_an_upward_import():
     graph = _core_graph()
     assert "incop_core.pruning.masks" in graph["incop_core.pruning.groups"]  # `from incop_core.pruning.masks import`
