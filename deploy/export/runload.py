@@ -1,4 +1,5 @@
-"""Rebuild a finished run's models and data from its directory (config.json + iteration checkpoints)."""
+"""Rebuild a finished run's models and data from its directory (config.json + iteration checkpoints), through the
+runner's own readers: the checkpoint checks of imp/checkpoint.py and the probe draw of `Split.probe`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from incop_core.datasets.splits import Dataset, Split
 from incop_core.foundations.errors import CorruptFile
 from incop_core.foundations.fileio import read_json
 from incop_core.pruning.masks import Mask
-from incop_core.models.zoo import build_model
+from incop_core.imp.checkpoint import load_checkpoint
+from incop_core.models.zoo import build_model, read_state
 from incop_core.imp.rundir import check_status, finished_iterations, read_record
 
 from ..errors import DeployError, RunNotFinished
@@ -37,12 +39,10 @@ class LoadedRun:
         torch.manual_seed(self.config.seed)
         model = build_model(self.config.model.model_copy(update={"weights": None}), self.data.input_shape,
                             self.data.num_classes)
-        weights = paths.iteration_dir(self.path, iteration) / paths.WEIGHTS
-        try:
-            model.load_state_dict(load_state(weights))
-        except RuntimeError:  # shapes or names differ: config.json no longer describes the trained model
-            raise DeployError(f"{weights} does not fit the model that {self.path / paths.CONFIG} describes; restore "
-                              f"the run's original {paths.CONFIG} or re-run `incop prune`") from None
+        folder = paths.iteration_dir(self.path, iteration)
+        state, _ = load_checkpoint(folder, model, f"restore the run's original {paths.CONFIG}, or delete {folder} and "
+                                                  "re-run `incop prune` with the run's settings to recompute it")
+        model.load_state_dict(state)
         return model.eval()
 
     def probe_split(self) -> Split:
@@ -52,7 +52,7 @@ class LoadedRun:
 
 def load_state(path: Path) -> dict:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return read_state(path)
     except Exception as exc:
         raise DeployError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete its iteration folder "
                           f"and re-run `incop prune` to recompute it") from None
