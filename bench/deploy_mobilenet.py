@@ -26,12 +26,12 @@ from pathlib import Path
 
 import torch
 
-from deploy.bench.run import benchmark
-from deploy.export.run import export_run
-from deploy.pipeline.summary import explain_choice
+from deploy.measure.timing import benchmark
+from deploy.export.exporter import export_run
+from deploy.decisions.summary import explain_choice
 from flows.params import default_run
 from incop_core.foundations.fileio import write_json_atomic, write_text_atomic
-from incop_core.imp.report import dense_plateau, totals
+from incop_core.imp.records import dense_plateau, totals
 from incop_core.imp.rundir import load_records
 from incop_core.imp.runner import run_pruning
 

@@ -33,13 +33,13 @@ from pathlib import Path
 
 import torch
 
-from deploy.bench.report import write_report
-from deploy.bench.run import benchmark
-from deploy.export.run import export_run
-from deploy.pipeline.summary import explain_choice
+from deploy.measure.report import write_report
+from deploy.measure.timing import benchmark
+from deploy.export.exporter import export_run
+from deploy.decisions.summary import explain_choice
 from incop_core.imp.config import validate
 from incop_core.foundations.fileio import write_json_atomic
-from incop_core.imp.report import dense_plateau, plateau_sentence, totals
+from incop_core.imp.records import dense_plateau, plateau_sentence, totals
 from incop_core.imp.rundir import load_records
 from incop_core.imp.runner import run_pruning
 

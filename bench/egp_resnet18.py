@@ -22,17 +22,17 @@ from pathlib import Path
 
 import torch
 
-from deploy.bench.run import benchmark
-from deploy.bench.runtime import accuracy
-from deploy.bench.sizes import file_sizes
+from deploy.measure.timing import benchmark
+from deploy.measure.runtime import accuracy
+from deploy.measure.sizes import file_sizes
 from deploy.export.compact import compact, max_abs_difference
 from deploy.export.depth import reduce_depth
 from deploy.export.onnx_export import export_onnx
-from deploy.export.runload import load_run, normalised
+from deploy.export.reopen import load_run, normalised
 from incop_core.imp.config import validate
 from incop_core.pruning.entropy import relu_states
 from incop_core.foundations.fileio import write_json_atomic, write_text_atomic
-from incop_core.imp.report import dense_plateau, plateau_sentence
+from incop_core.imp.records import dense_plateau, plateau_sentence
 from incop_core.imp.rundir import load_records
 from incop_core.imp.runner import run_pruning
 

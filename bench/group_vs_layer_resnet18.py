@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 
-from deploy.bench.flops import count_flops
-from deploy.bench.run import benchmark
-from deploy.bench.runtime import read_model
+from deploy.measure.flops import count_flops
+from deploy.measure.timing import benchmark
+from deploy.measure.runtime import read_model
 from deploy.export.compact import compact, max_abs_difference
 from deploy.export.onnx_export import export_onnx
-from deploy.export.runload import load_run, normalised
+from deploy.export.reopen import load_run, normalised
 from incop_core.pruning import magnitude
 from incop_core.foundations.fileio import write_json_atomic
 from incop_core.pruning.groups import channel_groups

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from incop_core.foundations.fileio import read_json, write_json_atomic
-from incop_core.imp.report import dense_plateau
+from incop_core.imp.records import dense_plateau
 from incop_core.imp.rundir import load_records
 
 ROOT = Path(__file__).resolve().parent
@@ -36,7 +36,7 @@ def against_fixed(config, runs: Path) -> dict:
     """The main job's pruning run and the same config retraining fixed max_epochs, per seed, paired."""
     from incop_core.experiments.compare_stats import t_interval
     from incop_core.imp.config import validate
-    from incop_core.imp.report import totals
+    from incop_core.imp.records import totals
     from incop_core.imp.runner import run_pruning
 
     rows = []
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     from flows.cli import _local_only
 
     _local_only()  # before Prefect is imported: its settings (the embedded server's start timeout) are read then
-    from deploy.pipeline.summary import explain_choice
+    from deploy.decisions.summary import explain_choice
     from flows.params import PipelineParams
     from flows.pipeline import prune_and_export
 

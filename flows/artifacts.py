@@ -12,7 +12,7 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
 from incop_core.imp import paths
 from incop_core.imp.config import RunConfig
 from incop_core.foundations.fileio import read_json
-from incop_core.imp.report import iteration_rows
+from incop_core.imp.records import iteration_rows
 from incop_core.imp.rundir import finished_iterations, read_record
 from incop_core.imp.plan import retrain_epochs
 

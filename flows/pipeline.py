@@ -11,10 +11,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.runtime import deployment, flow_run
 
-from deploy.pipeline.summary import bench_rows, explain_choice, summary_markdown
+from deploy.decisions.summary import bench_rows, explain_choice, summary_markdown
 from incop_core.foundations.fileio import write_json_atomic, write_text_atomic
 from incop_core.experiments.plots import comparison_plots
-from incop_core.imp.report import totals
+from incop_core.imp.records import totals
 from incop_core.imp.rundir import load_records
 
 from .artifacts import PruneProgress, publish_parameters, publish_summary, publish_tables

@@ -14,7 +14,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType, F
 from prefect.client.schemas.objects import Artifact, FlowRun
 from prefect.deployments import run_deployment
 
-from deploy.pipeline.transfer import download_tree, upload_tree
+from deploy.transfer import download_tree, upload_tree
 from incop_core.foundations.errors import ConfigError, IncopError
 
 from .params import PipelineParams

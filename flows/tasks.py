@@ -14,11 +14,11 @@ from prefect.cache_policies import NO_CACHE
 from deploy.edge.publish import publish
 from deploy.edge.release import promote
 from deploy.edge.signing import load_private_key
-from deploy.export.runload import load_run, normalised
-from deploy.pipeline.gate import CANDIDATE, STABLE, gate
-from deploy.export.run import export_run
+from deploy.export.reopen import load_run, normalised
+from deploy.decisions.gate import CANDIDATE, STABLE, gate
+from deploy.export.exporter import export_run
 from deploy.export.validate import validate_sparsity
-from deploy.pipeline.summary import cached_benchmark, published_metrics
+from deploy.decisions.summary import cached_benchmark, published_metrics
 from incop_core.imp import paths
 from incop_core.datasets.data import describe
 from incop_core.imp.rundir import load_records
@@ -106,7 +106,7 @@ def publish_stage(params: PipelineParams, export_dir: str, export: dict, bench: 
 def gate_stage(params: PipelineParams, run: str, export_dir: str, export: dict, published: dict,
                changed: list[str]) -> dict:
     """Promote the candidate to `stable` when it passes the gate against the current stable
-    (deploy/pipeline/gate.py)."""
+    (deploy/decisions/gate.py)."""
     def validation() -> tuple:  # the run's data are loaded only when there is a stable version to compare with
         loaded = load_run(Path(run))
         images, labels = normalised(loaded.data.val, loaded.data)

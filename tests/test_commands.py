@@ -26,7 +26,7 @@ main()
 
 def test_each_package_declares_its_commands():
     declared = {e.name: e.value for e in entry_points(group="incop.commands")}
-    assert declared == {"export": "deploy.export.cli:register", "bench": "deploy.bench.cli:register",
+    assert declared == {"export": "deploy.export.cli:register", "bench": "deploy.measure.cli:register",
                         "registry": "deploy.edge.cli:register", "pipeline": "flows.cli:register"}
 
 

@@ -13,7 +13,7 @@ from incop_core.consistency.distances import DISTANCES, Snapshot
 from incop_core.pruning.groups import channel_groups
 from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.models.zoo import ModelConfig, build_model
-from incop_core.foundations.registry import Registry
+from incop_core.foundations.plugins import Registry
 from incop_core.pruning.schedules import SCHEDULES, PruneState
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from bad_inputs import Outcome, expect_user_error
 
-from deploy.bench.flops import matmul_model
+from deploy.measure.flops import matmul_model
 from deploy.export.onnx_export import export_onnx
 from incop_core.cli.main import app
 from incop_core.imp.config import validate

@@ -10,9 +10,9 @@ import pytest
 import torch
 from onnx import helper, numpy_helper
 
-from deploy.bench.flops import count_flops, count_parameters, matmul_model
-from deploy.bench.report import NIL_GAIN, findings, markdown, write_report
-from deploy.bench.run import benchmark, efficiency, speedups, summarise, time_interleaved
+from deploy.measure.flops import count_flops, count_parameters, matmul_model
+from deploy.measure.report import NIL_GAIN, findings, markdown, write_report
+from deploy.measure.timing import benchmark, efficiency, speedups, summarise, time_interleaved
 from deploy.export.onnx_export import export_onnx
 from incop_core.models.zoo import ModelConfig, build_model
 

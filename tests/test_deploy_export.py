@@ -9,8 +9,8 @@ import torch
 from onnx import helper, numpy_helper
 from torch import nn
 
-from deploy.bench.runtime import input_spec, logits
-from deploy.bench.sizes import compressed_sizes, file_sizes
+from deploy.measure.runtime import input_spec, logits
+from deploy.measure.sizes import compressed_sizes, file_sizes
 from deploy.errors import ExportFailed
 from deploy.export.onnx_export import compare, export_onnx, parity, verify_parity
 from deploy.export.sparse import break_even, same_initializers, to_dense_initializers, to_sparse_initializers

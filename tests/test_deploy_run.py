@@ -10,13 +10,13 @@ import onnx
 import pytest
 import torch
 
-from deploy.bench.runtime import accuracy, input_spec, logits
+from deploy.measure.runtime import accuracy, input_spec, logits
 from deploy.errors import RunNotFinished, SparsityMismatch
-from deploy.export import artifacts
+from deploy.export import filenames
 from deploy.export.archspec import load_compacted
 from deploy.export.compact import max_abs_difference
-from deploy.export.run import export_run
-from deploy.export.runload import load_run, normalised
+from deploy.export.exporter import export_run
+from deploy.export.reopen import load_run, normalised
 from deploy.export.validate import validate_sparsity
 from incop_core.imp import paths
 from incop_core.imp.config import validate
@@ -57,7 +57,7 @@ def test_sparsity_report_matches_the_record(run):
 
 def _tampered_copy(run, tmp_path, edit):
     copy = tmp_path / "copy"
-    shutil.copytree(run, copy, ignore=shutil.ignore_patterns(artifacts.EXPORT_DIR, ".lock"))
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns(filenames.EXPORT_DIR, ".lock"))
     edit(paths.iteration_dir(copy, FINAL))
     return copy
 
@@ -119,10 +119,10 @@ def test_compacted_model_is_smaller_exact_and_rebuilds_from_its_spec(exported, r
     assert manifest["compaction"]["channels_removed"] > 0
     assert manifest["compaction"]["max_abs_vs_masked"] <= 1e-4
     assert manifest["artifacts"]["compacted"]["parameters"] < manifest["artifacts"]["pruned"]["parameters"]
-    spec = json.loads((exported.out_dir / artifacts.COMPACTED_SPEC).read_text())
+    spec = json.loads((exported.out_dir / filenames.COMPACTED_SPEC).read_text())
     assert spec["layers"] and all("out" in layer for layer in spec["layers"].values())
-    rebuilt = load_compacted(exported.out_dir / artifacts.COMPACTED_WEIGHTS,
-                             exported.out_dir / artifacts.COMPACTED_SPEC)
+    rebuilt = load_compacted(exported.out_dir / filenames.COMPACTED_WEIGHTS,
+                             exported.out_dir / filenames.COMPACTED_SPEC)
     loaded = load_run(run)
     probe, _ = normalised(loaded.probe_split(), loaded.data)
     assert max_abs_difference(loaded.model(loaded.final), rebuilt, probe) <= 1e-4

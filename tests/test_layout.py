@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = {"export", "bench", "edge", "pipeline"}
-TRAINING_SIDE = ("torch", "torchvision", "prefect", "flows", "deploy.export", "deploy.bench", "deploy.pipeline")
+PARTS = {"export", "measure", "edge", "decisions"}
+TRAINING_SIDE = ("torch", "torchvision", "prefect", "flows", "deploy.export", "deploy.measure", "deploy.decisions")
 LAZY_ONNX = {"publish.py", "inspect.py", "model_checks.py"}  # publishing reads the model: onnx, inside functions only
 SKIPPED_DIRS = {".git", ".venv", "build", "dist", "runs", "__pycache__", ".pytest_cache", "node_modules"}
 
@@ -81,13 +81,13 @@ def test_the_device_side_imports_nothing_of_the_training_side():
 def test_the_import_resolver_sees_relative_and_lazy_imports(tmp_path):
     assert ("deploy.edge.errors", True) in _imported(ROOT / "deploy" / "edge" / "pull.py")
     assert ("onnx", False) in _imported(ROOT / "deploy" / "edge" / "inspect.py")
-    assert ("deploy.bench.runtime", True) in _imported(ROOT / "deploy" / "export" / "run.py")
-    assert ("deploy.export.artifacts", True) in _imported(ROOT / "deploy" / "export" / "run.py")  # from . import x
+    assert ("deploy.measure.runtime", True) in _imported(ROOT / "deploy" / "export" / "exporter.py")
+    assert ("deploy.export.filenames", True) in _imported(ROOT / "deploy" / "export" / "exporter.py")  # from . import x
 
 
 def test_deploy_is_named_by_its_parts():
     entries = {p.name for p in (ROOT / "deploy").iterdir() if p.name != "__pycache__"}
-    assert entries == PARTS | {"__init__.py", "errors.py"}
+    assert entries == PARTS | {"__init__.py", "errors.py", "transfer.py"}
     for part in PARTS:
         doc = ast.get_docstring(ast.parse((ROOT / "deploy" / part / "__init__.py").read_text()))
         assert doc and "\n" not in doc, f"deploy/{part}/__init__.py needs a one-line docstring"

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from deploy.errors import DeployError
-from deploy.pipeline.summary import explain_choice, summary_markdown
+from deploy.decisions.summary import explain_choice, summary_markdown
 
 
 def _export(**variants) -> dict:

@@ -1,8 +1,8 @@
-"""The release gate's rule (deploy/pipeline/gate.py): what moves `stable`, and the one sentence that says why."""
+"""The release gate's rule (deploy/decisions/gate.py): what moves `stable`, and the one sentence that says why."""
 
 import pytest
 
-from deploy.pipeline.gate import judge, unserved
+from deploy.decisions.gate import judge, unserved
 
 SPEC = {"mean": [0.5], "std": [0.25]}
 

@@ -14,7 +14,7 @@ from bad_inputs import run_incop
 from incop_core.imp import paths
 from incop_core.imp.config import validate
 from incop_core.foundations.errors import ConfigError
-from incop_core.imp.report import chance_warnings
+from incop_core.imp.records import chance_warnings
 from incop_core.imp.rundir import CRASHED, check_status, clear_partial, open_run, read_status, write_status
 from incop_core.imp.runlock import locked
 from incop_core.imp.runner import run_pruning

@@ -241,7 +241,7 @@ def test_layer_filter_run_with_round_to_keeps_multiples_and_zero_batchnorms(tmp_
 
 
 def test_dense_plateau_reports_the_fine_tune_as_the_runner_judged_it(finished_run):
-    from incop_core.imp.report import dense_plateau, plateau_sentence
+    from incop_core.imp.records import dense_plateau, plateau_sentence
 
     config, run = finished_run
     plateau = dense_plateau(load_records(run))

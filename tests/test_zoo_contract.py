@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from deploy.bench.flops import count_flops
-from deploy.bench.run import benchmark
-from deploy.bench.runtime import read_model
+from deploy.measure.flops import count_flops
+from deploy.measure.timing import benchmark
+from deploy.measure.runtime import read_model
 from deploy.export.compact import compact, max_abs_difference
 from deploy.export.onnx_export import export_onnx, parity
 from deploy.export.quantize import quantize_int8
@@ -73,7 +73,7 @@ def test_every_zoo_model_prunes_compacts_exports_quantises_and_runs_faster(name,
 def test_the_product_path_prunes_and_exports_a_zoo_model_in_group_scope(name, tmp_path):
     """`incop prune` then `incop export`, as the pipeline calls them: a group run's export removes exactly its pruned
     channels, passes the export's own parity checks and writes every variant."""
-    from deploy.export.run import export_run
+    from deploy.export.exporter import export_run
     from incop_core.imp import paths
     from incop_core.imp.config import validate
     from incop_core.imp.runner import run_pruning

@@ -51,7 +51,7 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
         """Validate sparsity, compact, and export ONNX (dense, pruned, compacted, INT8), each parity-checked."""
 
         def go() -> None:
-            from .run import export_run
+            from .exporter import export_run
             from incop_core.imp.rundir import resolve_run
 
             result = export_run(resolve_run(run, runs_dir), out, parity_images, calibration_images, int8, compaction)

@@ -21,7 +21,7 @@ from torch import nn
 
 from incop_core.foundations.fileio import write_bytes_atomic
 
-from ..bench.runtime import logits
+from ..measure.runtime import logits
 from ..errors import ExportFailed
 from .layers import capture_inputs
 

@@ -14,7 +14,7 @@ of QDQ, per-tensor weights, full range, graph optimisation basic / extended) wer
 per-tensor QOperator was 2x slower. What does pay on such a model is quantising only the fully connected
 layers (`int8-linear`: INT8 Gemm/MatMul, float convolutions): the QGemm saves more than its Q/DQ cost and
 the Linear weights are most of the file. The pipeline exports both and publishes an INT8 variant only
-where it is faster than its float source on the target profile (deploy/pipeline/summary.py).
+where it is faster than its float source on the target profile (deploy/decisions/summary.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 
 from incop_core.foundations.fileio import write_bytes_atomic
 
-from ..bench.runtime import read_model
+from ..measure.runtime import read_model
 from ..errors import ExportFailed
 from .onnx_export import check
 

@@ -14,7 +14,7 @@ from incop_core.pruning.masks import Mask
 from incop_core.imp.rundir import finished_iterations
 
 from ..errors import SparsityMismatch
-from .runload import load_state, require_finished
+from .reopen import load_state, require_finished
 
 
 def _layer_report(weight: torch.Tensor, keep: torch.Tensor, recorded: int) -> dict:

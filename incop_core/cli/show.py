@@ -28,7 +28,7 @@ def print_runs(runs_dir: Path) -> None:
 
 
 def print_report(run: Path, as_json: bool = False) -> None:
-    from incop_core.imp.report import iteration_rows, run_warnings, totals
+    from incop_core.imp.records import iteration_rows, run_warnings, totals
     from incop_core.imp.rundir import check_status, load_records
 
     records, status = load_records(run), check_status(run)

@@ -6,7 +6,7 @@ from typing import Literal, Union
 
 from pydantic import ConfigDict, Field, NonNegativeFloat
 
-from incop_core.foundations.registry import KIND_FIELD
+from incop_core.foundations.plugins import KIND_FIELD
 from incop_core.criteria.base import (ACCURACY, CRITERIA, Criterion, CriterionContext, CriterionSettings, EpochRecord,
                                       Verdict)
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from incop_core.consistency.distances import Snapshot
 from incop_core.pruning.masks import Mask
-from incop_core.foundations.registry import Registry
+from incop_core.foundations.plugins import Registry
 
 FLOW, ACCURACY, MAX_EPOCHS = "flow", "accuracy", "max-epochs"
 SETTLED, PLATEAU = "settled", "plateau"  # the next prune decision stopped moving; the distance stopped improving

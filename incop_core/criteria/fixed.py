@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import ConfigDict, Field, NonNegativeFloat
 
-from incop_core.foundations.registry import KIND_FIELD
+from incop_core.foundations.plugins import KIND_FIELD
 from incop_core.criteria.base import (CRITERIA, Criterion, CriterionContext, CriterionSettings, EpochRecord,
                                       Verdict)
 

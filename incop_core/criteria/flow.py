@@ -8,7 +8,7 @@ from typing import Literal, Union
 from pydantic import ConfigDict, Field, PositiveFloat
 
 from incop_core.consistency.signals import flow_distance
-from incop_core.foundations.registry import KIND_FIELD
+from incop_core.foundations.plugins import KIND_FIELD
 from incop_core.criteria.base import (CRITERIA, Criterion, CriterionContext, CriterionSettings, EpochRecord, Verdict,
                                       consistency_verdict)
 

@@ -21,7 +21,7 @@ from incop_core.consistency.distances import DISTANCES, Snapshot
 from incop_core.consistency.distances.disagreement import agreement
 from incop_core.consistency.epsilon import consistent_epsilon, improved, recovered_epsilon
 from incop_core.pruning.masks import prunable_weights
-from incop_core.foundations.registry import KIND_FIELD
+from incop_core.foundations.plugins import KIND_FIELD
 from incop_core.criteria.base import (ACCURACY, CRITERIA, FLOW, PLATEAU, SETTLED, Criterion, CriterionContext,
                                       CriterionSettings, EpochRecord, Verdict)
 

@@ -20,7 +20,7 @@ from incop_core.experiments.methods import (ONE_SHOT, SCHEDULE_METHODS, matched_
 from incop_core.imp.config import RunConfig
 from incop_core.foundations.errors import ConfigError
 from incop_core.foundations.fileio import write_json_atomic, write_text_atomic
-from incop_core.imp.report import markdown_table
+from incop_core.imp.records import markdown_table
 from incop_core.imp.rundir import load_records
 from incop_core.imp.runner import run_pruning
 from incop_core.imp.trajectory import trajectory

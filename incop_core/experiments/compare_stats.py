@@ -12,7 +12,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from incop_core.imp.report import totals
+from incop_core.imp.records import totals
 
 Records = dict[str, dict[int, list[dict]]]
 DEFAULT_REWIND = "finetuned"

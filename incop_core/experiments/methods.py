@@ -13,7 +13,7 @@ from incop_core.consistency.distances import DISTANCES
 from incop_core.experiments.compare_stats import DEFAULT_REWIND, MATCHED
 from incop_core.foundations.errors import ConfigError
 from incop_core.imp.config import RunConfig, validate
-from incop_core.imp.report import totals
+from incop_core.imp.records import totals
 
 FIXED = {"kind": "fixed-epochs"}
 SCHEDULE_METHODS = ("lth", "sap", "egp")  # a schedule with fixed max_epochs; the base config's one is the source

@@ -33,7 +33,7 @@ from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.imp.next_decision import NextDecision
 from incop_core.imp.plan import check_plan, dense_key, probe_flows_every_epoch, retrain_epochs
 from incop_core.models.zoo import build_model
-from incop_core.imp.report import chance_warnings
+from incop_core.imp.records import chance_warnings
 from incop_core.imp.rundir import finished_iterations
 from incop_core.consistency.snapshot import take_snapshot
 from incop_core.training.train import CheckPlan, evaluate, steps_per_epoch, train

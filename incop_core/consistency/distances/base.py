@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from incop_core.foundations.registry import Names
+from incop_core.foundations.plugins import Names
 
 LOGITS, FEATURES, GRADIENTS = "logits", "features", "gradients"
 

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 
 from incop_core.pruning.masks import Mask
-from incop_core.foundations.registry import Registry
+from incop_core.foundations.plugins import Registry
 
 
 @dataclass(frozen=True)

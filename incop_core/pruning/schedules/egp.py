@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from incop_core.pruning.entropy import layer_entropies, water_fill
 from incop_core.pruning.magnitude import STRUCTURED
 from incop_core.foundations.errors import ConfigError
-from incop_core.foundations.registry import KIND_FIELD
+from incop_core.foundations.plugins import KIND_FIELD
 from incop_core.pruning.schedules.base import SCHEDULES, PruneState, Schedule
 
 

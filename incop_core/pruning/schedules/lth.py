@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from incop_core.pruning.magnitude import survivors
-from incop_core.foundations.registry import KIND_FIELD
+from incop_core.foundations.plugins import KIND_FIELD
 from incop_core.pruning.schedules.base import SCHEDULES, PruneState, Schedule
 
 

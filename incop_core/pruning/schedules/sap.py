@@ -9,7 +9,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from incop_core.pruning.magnitude import survivors
-from incop_core.foundations.registry import KIND_FIELD
+from incop_core.foundations.plugins import KIND_FIELD
 from incop_core.pruning.schedules.base import SCHEDULES, PruneState, Schedule
 
 

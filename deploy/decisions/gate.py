@@ -70,8 +70,8 @@ def judge(candidate: dict, stable: Optional[dict], tolerance_pp: float, slack: f
 def measure(candidate_path: Path, candidate_spec: dict, stable_path: Path, stable_manifest: dict,
             val_images: np.ndarray, val_labels: np.ndarray, profile: str, rounds: int) -> tuple[dict, dict]:
     """Both models' figures on the same validation images and the same profile, timed side by side."""
-    from deploy.bench.run import benchmark
-    from deploy.bench.runtime import logits
+    from deploy.measure.timing import benchmark
+    from deploy.measure.runtime import logits
 
     timed = benchmark({"stable": stable_path, "candidate": candidate_path}, [profile], baseline="stable",
                       rounds=max(3, rounds))["profiles"][profile]["models"]

@@ -148,7 +148,7 @@ def published_metrics(export: dict, bench: dict, chosen: str) -> dict:
 
 def cached_benchmark(export_dir: Path, export: dict, profiles: list[str], rounds: int) -> dict:
     """Benchmark every exported variant against dense; reuse the stored result for the same settings."""
-    from deploy.bench.run import benchmark
+    from deploy.measure.timing import benchmark
 
     path = Path(export_dir) / f"bench-{'-'.join(profiles)}-r{rounds}.json"
     if path.is_file():

@@ -12,7 +12,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..export.artifacts import BASELINE
+from ..export.filenames import BASELINE
 from .flops import count_flops, count_parameters, matmul_model
 from .profiles import Profile, get_profile, input_shape
 from .runtime import PROVIDER, input_spec, read_model, session, session_options

@@ -18,16 +18,16 @@ from incop_core.foundations.errors import CorruptFile
 from incop_core.foundations.fileio import read_json, write_bytes_atomic, write_json_atomic
 from incop_core.imp.runlock import locked
 
-from ..bench.runtime import logits, read_model
-from ..bench.sizes import file_sizes
+from ..measure.runtime import logits, read_model
+from ..measure.sizes import file_sizes
 from ..errors import ExportFailed
-from . import artifacts as names
+from . import filenames as names
 from .archspec import architecture_spec, save_compacted
 from .compact import compact, max_abs_difference
 from .depth import reduce_depth
 from .onnx_export import MAX_ABS, OPSET, export_onnx, torch_logits, verify_parity
 from .quantize import quantize_int8
-from .runload import LoadedRun, load_run, normalised, require_finished
+from .reopen import LoadedRun, load_run, normalised, require_finished
 from .sparse import same_initializers, to_dense_initializers, to_sparse_initializers
 from .validate import validate_sparsity
 

@@ -28,7 +28,7 @@ def _print_bench(result: dict) -> None:
 
 def _named(models: List[Path]) -> dict[str, Path]:
     """Variant names for the files (dense.onnx -> dense); a clash falls back to the full path."""
-    from ..export.artifacts import variant_of
+    from ..export.filenames import variant_of
 
     names = [variant_of(p) for p in models]
     return {(n if names.count(n) == 1 else str(p)): p for n, p in zip(names, models)}
@@ -38,7 +38,7 @@ def _export_manifest(models: List[Path]) -> Optional[dict]:
     """The export manifest beside the models, when they all come from one export folder."""
     from incop_core.foundations.fileio import read_json
 
-    from ..export.artifacts import MANIFEST
+    from ..export.filenames import MANIFEST
 
     folders = {Path(p).resolve().parent for p in models}
     manifest = folders.pop() / MANIFEST if len(folders) == 1 else None
@@ -64,7 +64,7 @@ def register(app: typer.Typer, guarded: Callable[[Callable[[], Any]], Any]) -> N
         def go() -> None:
             from ..errors import ProfileError
             from .report import write_report
-            from .run import benchmark
+            from .timing import benchmark
 
             names = [p.strip() for item in profile for p in item.split(",") if p.strip()]
             named = _named(models)

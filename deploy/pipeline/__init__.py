@@ -1,1 +1,0 @@
-"""Prefect-free help for flows/: the variant to publish and its summary, the release gate, stage exchange."""
