@@ -1,6 +1,6 @@
 """Stages 4-5 for a finished run: validate sparsity, compact, export every variant, verify each one.
 
-Writes `<run>/export/` (names in artifacts.py); every file is written atomically and the manifest last, so a finished
+Writes `<run>/export/` (names in filenames.py); every file is written atomically and the manifest last, so a finished
 export is returned as it is instead of being recomputed."""
 
 from __future__ import annotations
