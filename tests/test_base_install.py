@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.support.bad_inputs import Outcome, expect_user_error
-from tests.deploy.edge.test_registry_helpers import tiny_onnx
+from tests.support.registry import tiny_onnx
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

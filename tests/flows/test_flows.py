@@ -10,18 +10,8 @@ import torch
 from prefect.client.orchestration import get_client
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.params import PipelineParams
 from flows.pipeline import prune_and_export
-from incop_core.imp.config import validate
-
-
-def tiny_params(tmp_path: Path) -> PipelineParams:
-    run = validate({"data": {"name": "synthetic", "synthetic_size": 160, "image_size": 16},
-                    "model": {"width": 8}, "finetune_epochs": 2,
-                    "prune": {"iterations": 2, "max_epochs": 2, "probe_size": 32, "scope": "filter",
-                              "schedule": {"kind": "lth", "fraction": 0.4}}})
-    return PipelineParams(run=run, runs_dir=str(tmp_path / "runs"), registry=str(tmp_path / "registry"),
-                          profiles=["edge-1t"], bench_rounds=3, model_name="tiny-cnn")
+from tests.support.flows import tiny_params
 
 
 @pytest.fixture(scope="module")

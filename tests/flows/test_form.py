@@ -4,7 +4,6 @@ and the checks the schema cannot express run at flow start in the form's words."
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 from prefect.exceptions import ParameterTypeError
@@ -19,6 +18,7 @@ from incop_core.imp.config import validate
 from incop_core.criteria import CRITERIA
 from incop_core.foundations.errors import ConfigError
 from incop_core.pruning.schedules import SCHEDULES
+from tests.support.flows import good_params
 
 UNIONS = {"schedule": SCHEDULES, "criterion": CRITERIA}
 
@@ -26,11 +26,6 @@ UNIONS = {"schedule": SCHEDULES, "criterion": CRITERIA}
 @pytest.fixture(scope="module")
 def schema() -> dict:
     return parameter_schema(prune_and_export).model_dump()
-
-
-def good_params(tmp_path: Path) -> PipelineParams:
-    run = validate({"data": {"name": "synthetic"}, "prune": {"schedule": {"kind": "sap", "p": 0.5, "q": 1.0}}})
-    return PipelineParams(run=run, runs_dir=str(tmp_path / "runs"), registry=str(tmp_path / "registry"))
 
 
 def _resolve(schema: dict, ref: str) -> dict:

@@ -5,7 +5,7 @@ import pytest
 from flows.checks import preflight
 from flows.roots import allowed_roots, outside_roots
 from incop_core.foundations.errors import ConfigError
-from tests.flows.test_form import good_params
+from tests.support.flows import good_params
 
 
 def test_a_local_run_without_roots_may_use_any_path(tmp_path, monkeypatch):

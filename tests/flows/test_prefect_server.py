@@ -1,71 +1,24 @@
 """Against a real local Prefect server: the served nightly deployment, a run triggered through the API
 as the UI does, the schedule with its timezone, and invalid parameters rejected by the server."""
 
-import asyncio
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.exceptions import PrefectHTTPStatusError
 
 from tests.support.bad_inputs import expect_user_error, run_incop
 from deploy.edge.signing import generate_keys
 from flows.params import PipelineParams
-from tests.flows.test_flows import tiny_params
+from tests.support.flows import tiny_params
+from tests.support.prefect_server import _call, _post, _wait
 
 pytestmark = pytest.mark.slow
 CRON, TZ = "30 3 * * *", "Europe/Berlin"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _healthy(api: str) -> bool:
-    try:
-        return urllib.request.urlopen(f"{api}/health", timeout=2).status == 200
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_UI_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait(lambda: _healthy(api), 120, "the Prefect server")
-        yield api, {**env, "PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def served_params(folder: Path):
@@ -92,13 +45,6 @@ def served(server, tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(30)
-
-
-def _call(api: str, fn):
-    async def go():
-        async with PrefectClient(api) as client:
-            return await fn(client)
-    return asyncio.run(go())
 
 
 def _deployment(api: str):
@@ -146,23 +92,6 @@ def test_invalid_parameters_are_rejected_by_the_server_with_a_readable_message(s
     with pytest.raises(PrefectHTTPStatusError) as caught:
         _call(api, lambda c: c.create_flow_run_from_deployment(deployment.id, parameters={"params": params}))
     assert "bench_rounds" in caught.value.response.text and caught.value.response.status_code in (409, 422)
-
-
-def _post(url: str, body: dict, seconds: float = 90) -> dict:
-    """POST as the UI does; a busy server (SQLite locked under a running flow) answers 503 or 429, which the
-    UI and Prefect's own client retry, so this does too, with backoff, within a deadline."""
-    deadline, pause = time.monotonic() + seconds, 0.5
-    while True:
-        request = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            if error.code not in (429, 503) or time.monotonic() + pause > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 8)
 
 
 def test_a_partial_run_from_the_ui_keeps_the_served_parameters_and_shows_its_progress(served):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from tests.flows.test_prefect_server import _call, _post, _wait, server  # noqa: F401 (server is a fixture)
-from tests.flows.test_flows import tiny_params
+from tests.support.flows import tiny_params
+from tests.support.prefect_server import _call, _post, _wait
 
 pytestmark = pytest.mark.slow
 from tests.support.paths import ROOT as REPO
@@ -25,7 +25,7 @@ def _prefect(env: dict, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def pools(server, tmp_path_factory):  # noqa: F811
+def pools(server, tmp_path_factory):
     """README's commands: two process pools, every deployment of prefect.yaml, one worker per pool. The gpu worker
     allows only `allowed/`, the cpu worker all of the test's folder, so a run whose runs_dir the gpu machine refuses
     gets past the parent and fails in its gpu child."""

@@ -14,7 +14,7 @@ from deploy.edge import dirfd, pull_device
 from deploy.edge.manifest import canonical_bytes
 from deploy.edge.publish import publish
 from deploy.edge.signing import generate_keys
-from tests.deploy.edge.test_registry_helpers import assert_user_error, invoke, server, tiny_onnx, tree_bytes  # noqa: F401
+from tests.support.registry import assert_user_error, invoke, tiny_onnx, tree_bytes
 
 
 @pytest.fixture

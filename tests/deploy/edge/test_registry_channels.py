@@ -18,7 +18,7 @@ from deploy.edge.pointers import channel_pointer
 from deploy.edge.publish import promote, publish
 from deploy.edge.signing import generate_keys, load_private_key, load_public_key, sign_manifest, verify_signed
 from deploy.edge.store import Store
-from tests.deploy.edge.test_registry_helpers import tiny_onnx, tree_bytes
+from tests.support.registry import tiny_onnx, tree_bytes
 
 STABLE, CANDIDATE = "tiny/channels/stable.json", "tiny/channels/candidate.json"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.deploy.edge.test_registry_helpers import assert_user_error, invoke, tiny_onnx
+from tests.support.registry import assert_user_error, invoke, tiny_onnx
 
 from tests.support.paths import ROOT
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from deploy.edge.manifest import sha256_file
 from deploy.edge.publish import publish
 from deploy.edge.pull import pull
-from tests.deploy.edge.test_registry_helpers import server, tiny_onnx  # noqa: F401
+from tests.support.registry import tiny_onnx
 
 DEVICES = 50
 

@@ -25,7 +25,7 @@ from deploy.edge.publish import publish
 from deploy.edge.pull import pull
 from deploy.edge.pull_fetch import Pace, Retry
 from deploy.edge.serve import make_server, start_in_thread, url_of
-from tests.deploy.edge.test_registry_helpers import RecordingHandler, assert_user_error, invoke, server, tiny_onnx  # noqa: F401
+from tests.support.registry import RecordingHandler, assert_user_error, invoke, tiny_onnx
 
 
 class DripHandler(RecordingHandler):

@@ -21,7 +21,7 @@ from deploy.edge.pointers import latest_pointer
 from deploy.edge.publish import publish, publish_entry
 from deploy.edge.signing import generate_keys, load_private_key, sign_manifest
 from deploy.edge.store import Store
-from tests.deploy.edge.test_registry_helpers import assert_user_error, invoke, server, tiny_onnx, tree_bytes  # noqa: F401
+from tests.support.registry import assert_user_error, invoke, tiny_onnx, tree_bytes
 
 STABLE = "tiny/channels/stable.json"  # the pointer a device follows by default
 

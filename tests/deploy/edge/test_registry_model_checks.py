@@ -12,7 +12,7 @@ from tests.support.bad_inputs import expect_user_error, run_incop
 from deploy.edge.errors import RegistryError
 from deploy.edge.publish import publish
 from deploy.edge.pull import pull
-from tests.deploy.edge.test_registry_helpers import tiny_onnx
+from tests.support.registry import tiny_onnx
 
 BOMB = [1, 4096, 4096, 32]  # 2 GiB of float32 from a model of a few KB
 

@@ -14,7 +14,7 @@ from deploy.edge.errors import RegistryError
 from deploy.edge.predict import predict, preprocess
 from deploy.edge.publish import publish
 from deploy.edge.pull import pull
-from tests.deploy.edge.test_registry_helpers import assert_user_error, invoke, server, tiny_onnx  # noqa: F401
+from tests.support.registry import assert_user_error, invoke, tiny_onnx
 
 from tests.support.paths import ROOT
 SPEC = {"mean": 0.5, "std": 0.25, "labels": [f"class-{i}" for i in range(10)]}

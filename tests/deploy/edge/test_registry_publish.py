@@ -14,7 +14,7 @@ from deploy.edge.publish import publish, publish_entry
 from deploy.edge.pull import pull
 from deploy.edge.signing import generate_keys, load_private_key, load_public_key, verify_manifest
 from deploy.edge.store import Store
-from tests.deploy.edge.test_registry_helpers import tiny_onnx
+from tests.support.registry import tiny_onnx
 
 METRICS = {"latency_ms": {"edge-1t": {"p50": 1.5, "p90": 1.9}}, "accuracy": 0.91, "sparsity": 0.8}
 

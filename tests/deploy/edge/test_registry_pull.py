@@ -15,7 +15,7 @@ from deploy.edge.errors import DeviceError
 from deploy.edge.publish import publish
 from deploy.edge.pull import pull, rollback
 from deploy.edge.pull_device import Device
-from tests.deploy.edge.test_registry_helpers import assert_user_error, invoke, server, tiny_onnx, tree_bytes  # noqa: F401
+from tests.support.registry import assert_user_error, invoke, tiny_onnx, tree_bytes
 
 from tests.support.paths import ROOT
 

@@ -6,8 +6,6 @@ import http.client
 
 import pytest
 
-from tests.deploy.edge.test_registry_helpers import server  # noqa: F401
-
 
 def _request(srv, path: str, method: str = "GET", headers=None):
     host, port = srv.server_address[:2]

@@ -27,7 +27,7 @@ import pytest
 from tests.support.bad_inputs import expect_user_error, incop_command, run_incop
 from deploy.edge.publish import publish
 from deploy.edge.signing import generate_keys
-from tests.deploy.edge.test_registry_helpers import tiny_onnx
+from tests.support.registry import tiny_onnx
 
 SLOW = 0.5  # seconds per header byte
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-Pad: "

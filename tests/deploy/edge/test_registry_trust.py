@@ -17,7 +17,7 @@ import pytest
 from tests.support.bad_inputs import expect_user_error, incop_command, run_incop
 from deploy.edge.publish import publish
 from deploy.edge.signing import generate_keys
-from tests.deploy.edge.test_registry_helpers import server, tiny_onnx, tree_bytes  # noqa: F401
+from tests.support.registry import tiny_onnx, tree_bytes
 
 STABLE = "tiny/channels/stable.json"  # the pointer a device follows by default
 

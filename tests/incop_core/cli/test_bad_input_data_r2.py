@@ -16,7 +16,7 @@ import torch
 
 from tests.support.bad_inputs import run_incop, expect_user_error
 from incop_core.datasets.idx import write_idx
-from tests.incop_core.cli.test_bad_input import TINY
+from tests.support.cli import TINY
 
 FAST = ["--iterations", "1", "--max-epochs", "1", "--finetune-epochs", "1", "--set", "prune.probe_size=16",
         "--set", "model.width=8"]

@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import typer
 from pydantic import BaseModel
@@ -22,10 +21,10 @@ from incop_core.imp import paths
 from incop_core.cli.main import guarded
 from incop_core.imp.config import validate
 from incop_core.foundations.errors import ConfigError, explain
-from incop_core.datasets.idx import write_idx
 from incop_core.imp.runner import run_pruning
-from tests.incop_core.cli.test_bad_input import assert_user_error, invoke
-from tests.deploy.edge.test_registry_helpers import tiny_onnx
+from tests.support.cli import assert_user_error, invoke
+from tests.support.data import make_idx
+from tests.support.registry import tiny_onnx
 
 UNWRITABLE = "/sys/incop-test-out"
 TINY_RUN = {"data": {"name": "synthetic", "synthetic_size": 64, "image_size": 16}, "model": {"width": 8},
@@ -303,19 +302,7 @@ def test_absolute_run_paths(finished_run, tmp_path, a_file):
     assert_user_error(invoke("export", tmp_path / "missing"), "incop runs")
 
 
-# -- data --------------------------------------------------------------------------------------------------------------
-
-def make_idx(root: Path, bad_label=None, n_train: int = 30, n_test: int = 10) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 5, n, dtype=np.uint8)  # only classes 0..4 occur
-        if bad_label is not None and split == "train":
-            labels[3] = bad_label
-        write_idx(root / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
-    return root
-
+# -- config files ------------------------------------------------------------------------------------------------------
 
 def json_file(folder: Path, raw: dict) -> Path:
     path = folder / "config.json"

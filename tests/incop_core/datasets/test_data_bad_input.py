@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.incop_core.cli.test_bad_input import TINY, assert_user_error, invoke
-from tests.incop_core.cli.test_cli_guard import make_idx
+from tests.support.cli import TINY, assert_user_error, invoke
+from tests.support.data import make_idx
 
 
 def test_declared_classes_not_the_largest_label(tmp_path):

@@ -17,7 +17,7 @@ from incop_core.foundations.errors import ConfigError
 from incop_core.imp.report import chance_warnings
 from incop_core.imp.rundir import CRASHED, check_status, clear_partial, locked, open_run, read_status, write_status
 from incop_core.imp.runner import run_pruning
-from tests.incop_core.cli.test_bad_input import invoke
+from tests.support.cli import invoke
 
 RAW = {"data": {"name": "synthetic", "synthetic_size": 64, "image_size": 8}, "model": {"width": 4},
        "finetune_epochs": 1, "prune": {"iterations": 1, "max_epochs": 1, "probe_size": 16, "probe_batch": 16,

@@ -1,6 +1,5 @@
-"""Shared helpers of the registry tests: a tiny ONNX model, a loopback registry server, the CLI runner.
-
-Imported by the test_registry_* modules; it holds no tests itself.
+"""Shared helpers of the registry tests: a tiny ONNX model, the request-recording handler of the loopback registry
+server (the `server` fixture is in tests/deploy/edge/conftest.py), the CLI runner.
 """
 
 from __future__ import annotations
@@ -9,11 +8,10 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from tests.support.bad_inputs import Outcome, expect_user_error
-from deploy.edge.serve import RegistryHandler, make_server, start_in_thread, url_of
+from deploy.edge.serve import RegistryHandler
 
 FIX_WORDS = re.compile(r"\b(check|republish|publish|pass|use|omit|pull|wait|free|install|upgrade|choose|point|"
                        r"fix|give|resize|re-run)\b", re.IGNORECASE)
@@ -45,21 +43,6 @@ class RecordingHandler(RegistryHandler):
     def _serve(self, body: bool) -> None:
         self.server.requests.append((self.path, self.headers.get("Range")))
         super()._serve(body)
-
-
-@pytest.fixture
-def server(tmp_path):
-    """A registry directory served on 127.0.0.1 (a free port); stopped after the test."""
-    root = tmp_path / "registry"
-    root.mkdir()
-    srv = make_server(root, "127.0.0.1", 0, handler=RecordingHandler)
-    srv.requests = []
-    thread = start_in_thread(srv)
-    srv.url, srv.root_dir = url_of(srv), root
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
 
 
 def invoke(*args):
