@@ -33,6 +33,6 @@ def pytest_addoption(parser):
 def pytest_sessionfinish(session, exitstatus):
     target = session.config.getoption("--bad-inputs")
     if target:
-        from bad_inputs import write_table
+        from tests.support.bad_inputs import write_table
 
         write_table(target)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bad_inputs import Outcome, expect_user_error
-from test_registry_helpers import tiny_onnx
+from tests.support.bad_inputs import Outcome, expect_user_error
+from tests.support.registry import tiny_onnx
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

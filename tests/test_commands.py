@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bad_inputs import Outcome, expect_user_error
+from tests.support.bad_inputs import Outcome, expect_user_error
 from incop_core.foundations.errors import explain
 
 ROOT = Path(__file__).resolve().parents[1]

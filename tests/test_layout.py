@@ -1,5 +1,5 @@
 """Project rules: the library never imports Prefect; the core imports neither deploy nor flows; the device side
-(deploy/edge) imports nothing of the training side; deploy/ is named by its parts."""
+(deploy/edge) imports nothing of the training side; deploy/ is named by its parts; tests/ mirrors the packages."""
 
 import ast
 import os
@@ -198,3 +198,44 @@ def test_the_layout_checks_see_a_circle_and_an_upward_import():
     graph = _core_graph()
     assert "incop_core.pruning.masks" in graph["incop_core.pruning.groups"]  # `from incop_core.pruning.masks import`
     assert "incop_core.criteria.accuracy" in graph["incop_core.criteria"]  # `from incop_core.criteria import accuracy`
+
+
+TESTS = ROOT / "tests"
+
+
+def _test_import_offences(path: Path) -> list[str]:
+    """The test modules `path` imports: `tests.<...>.test_*` or a bare `test_*` (relative imports resolved)."""
+    package = _module_name(path).split(".")[:-1]
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            names += ([module] if node.module else []) + [f"{module}.{a.name}".lstrip(".") for a in node.names]
+    return [name for name in names if name.split(".")[0].startswith("test_")
+            or (name.split(".")[0] == "tests" and any(p.startswith("test_") for p in name.split(".")))]
+
+
+def test_tests_mirror_the_packages_and_no_test_module_imports_another():
+    """A test module sits at tests/ (project-wide), or in tests/<package>/<folder>/ when <package>/<folder> is a
+    package folder of the project; shared helpers live in tests/support/ (no tests there), never in a test module."""
+    files = [f for f in TESTS.rglob("*.py") if "__pycache__" not in f.parts]
+    misplaced, helpers, missing_init, imports = [], [], set(), {}
+    for f in files:
+        folder = f.parent.relative_to(TESTS)
+        if f.parent != TESTS and not (f.parent / "__init__.py").is_file():
+            missing_init.add(str(folder))
+        if f.name.startswith("test_"):
+            if folder.parts[:1] == ("support",) or (folder.parts and not (ROOT / folder / "__init__.py").is_file()):
+                misplaced.append(str(f.relative_to(ROOT)))
+        elif f.name not in {"__init__.py", "conftest.py"} and folder.parts[:1] != ("support",):
+            helpers.append(str(f.relative_to(ROOT)))
+        if _test_import_offences(f):
+            imports[str(f.relative_to(ROOT))] = _test_import_offences(f)
+    assert len([f for f in files if f.name.startswith("test_")]) > 50 and (TESTS / "__init__.py").is_file()
+    assert misplaced == [], "move these next to the package they test (tests/<package>/<folder>/) or to tests/"
+    assert helpers == [], "helpers belong in tests/support/"
+    assert missing_init == set(), "every folder under tests/ is a package (an empty __init__.py)"
+    assert imports == {}, "a test module imports another one: move what it shares to tests/support/"
