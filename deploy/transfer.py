@@ -6,7 +6,7 @@ from pathlib import Path
 
 import fsspec
 
-from ..errors import DeployError
+from .errors import DeployError
 
 
 def _fs(uri: str):
