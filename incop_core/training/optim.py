@@ -17,12 +17,16 @@ class OptimConfig(BaseModel):
     schedule: Literal["constant", "cosine"] = Field(
         "cosine", description="Fine-tuning learning rate: cosine decays lr towards 0 over finetune_epochs, so the "
                               "dense network converges (a real plateau); constant keeps lr.")
-    retrain_lr: Optional[float] = Field(None, gt=0, le=10, description="Constant learning rate of every retraining "
-                                        "after a prune step (None: lr / 10, the fine-tuning regime).")
+    retrain_lr: Optional[float] = Field(None, gt=0, le=10, description="Learning rate of every retraining after a "
+                                        "prune step (None: lr / 10, the fine-tuning regime).")
+    retrain_schedule: Literal["constant", "cosine"] = Field(  # left out of the JSON at its default: old hashes hold
+        "constant", exclude_if=lambda schedule: schedule == "constant",
+        description="Retraining learning rate: constant keeps retrain_lr; cosine decays it towards 0 over each "
+                    "iteration's retraining budget (a criterion may still stop earlier).")
 
     def retraining(self) -> "OptimConfig":
-        """The optimiser settings of retraining: constant `retrain_lr`."""
-        return self.model_copy(update={"lr": self.retrain_lr or self.lr / 10, "schedule": "constant"})
+        """The optimiser settings of retraining: `retrain_lr` under `retrain_schedule`."""
+        return self.model_copy(update={"lr": self.retrain_lr or self.lr / 10, "schedule": self.retrain_schedule})
 
     def lr_at(self, epoch: int, epochs: int) -> float:
         """Learning rate of a 1-based epoch out of `epochs`."""

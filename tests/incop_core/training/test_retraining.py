@@ -125,5 +125,16 @@ def test_runs_that_differ_only_in_retraining_lr_share_the_dense_network_and_othe
     base = {"data": {"name": "synthetic"}, "model": {"name": "small-cnn"}}
     key = dense_key(validate(base))
     assert dense_key(validate({**base, "optim": {"retrain_lr": 0.01}})) == key
+    assert dense_key(validate({**base, "optim": {"retrain_schedule": "cosine"}})) == key
     assert dense_key(validate({**base, "optim": {"lr": 0.01}})) != key
     assert dense_key(validate({**base, "finetune_epochs": 3})) != key
+
+
+def test_cosine_retraining_decays_from_retrain_lr_and_the_default_keeps_old_run_hashes():
+    constant = validate({"data": {"name": "synthetic"}})
+    assert "retrain_schedule" not in constant.model_dump(mode="json")["optim"]  # hashes from before the field hold
+    assert constant.optim.retraining().lr_at(5, 5) == constant.optim.retraining().lr == 0.002
+    cosine = validate({"data": {"name": "synthetic"}, "optim": {"retrain_lr": 0.01, "retrain_schedule": "cosine"}})
+    assert cosine.config_hash() != constant.config_hash()
+    rates = [cosine.optim.retraining().lr_at(e, 10) for e in range(1, 11)]
+    assert rates[0] == 0.01 and all(a > b for a, b in zip(rates, rates[1:])) and rates[-1] < 0.001
