@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
-from tests.support.prefect_server import _free_port, _healthy, _wait
+from tests.support.prefect_server import free_port, healthy, wait
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_UI_ENABLED": "false"}
@@ -21,7 +21,7 @@ def server(tmp_path_factory):
                              "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait(lambda: _healthy(api), 120, "the Prefect server")
+        wait(lambda: healthy(api), 120, "the Prefect server")
         yield api, {**env, "PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
     finally:
         proc.terminate()

@@ -15,7 +15,7 @@ from tests.support.bad_inputs import expect_user_error, run_incop
 from deploy.edge.signing import generate_keys
 from flows.params import PipelineParams
 from tests.support.flows import tiny_params
-from tests.support.prefect_server import _call, _post, _wait
+from tests.support.prefect_server import call, post, wait
 
 pytestmark = pytest.mark.slow
 CRON, TZ = "30 3 * * *", "Europe/Berlin"
@@ -53,7 +53,7 @@ def _deployment(api: str):
             return await client.read_deployment_by_name("prune-and-export/nightly-local")
         except Exception:
             return None
-    return _wait(lambda: _call(api, read), 120, "the nightly deployment")
+    return wait(lambda: call(api, read), 120, "the nightly deployment")
 
 
 def test_nightly_schedule_has_its_timezone_and_the_server_schedules_runs(served):
@@ -68,7 +68,7 @@ def test_nightly_schedule_has_its_timezone_and_the_server_schedules_runs(served)
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
         return [r for r in runs if r.state and r.state.is_scheduled()]
 
-    runs = _wait(lambda: _call(api, scheduled), 60, "scheduled runs")
+    runs = wait(lambda: call(api, scheduled), 60, "scheduled runs")
     assert all(r.expected_start_time.astimezone().timestamp() > time.time() for r in runs)
 
 
@@ -78,8 +78,8 @@ def test_run_triggered_through_the_api_completes(served):
     params = json.loads((folder / "params.json").read_text())
     params["run"]["prune"]["iterations"] = 1
 
-    run = _call(api, lambda c: c.create_flow_run_from_deployment(deployment.id, parameters={"params": params}))
-    final = _wait(lambda: (lambda r: r if r.state.is_final() else None)(_call(api, lambda c: c.read_flow_run(run.id))),
+    run = call(api, lambda c: c.create_flow_run_from_deployment(deployment.id, parameters={"params": params}))
+    final = wait(lambda: (lambda r: r if r.state.is_final() else None)(call(api, lambda c: c.read_flow_run(run.id))),
                   400, "the triggered run to finish")
     assert final.state.is_completed(), final.state.message
 
@@ -90,7 +90,7 @@ def test_invalid_parameters_are_rejected_by_the_server_with_a_readable_message(s
     params = json.loads((folder / "params.json").read_text())
     params["bench_rounds"] = 0
     with pytest.raises(PrefectHTTPStatusError) as caught:
-        _call(api, lambda c: c.create_flow_run_from_deployment(deployment.id, parameters={"params": params}))
+        call(api, lambda c: c.create_flow_run_from_deployment(deployment.id, parameters={"params": params}))
     assert "bench_rounds" in caught.value.response.text and caught.value.response.status_code in (409, 422)
 
 
@@ -100,8 +100,8 @@ def test_a_partial_run_from_the_ui_keeps_the_served_parameters_and_shows_its_pro
     api, folder = served
     deployment = _deployment(api)
     body = {"parameters": {"params": {"run": {"prune": {"iterations": 3}}}}}  # what the UI's Run button sends
-    run_id = _post(f"{api}/deployments/{deployment.id}/create_flow_run", body)["id"]
-    final = _wait(lambda: (lambda r: r if r.state.is_final() else None)(_call(api, lambda c: c.read_flow_run(run_id))),
+    run_id = post(f"{api}/deployments/{deployment.id}/create_flow_run", body)["id"]
+    final = wait(lambda: (lambda r: r if r.state.is_final() else None)(call(api, lambda c: c.read_flow_run(run_id))),
                   400, "the partial run to finish")
     assert final.state.is_completed(), final.state.message
 
@@ -123,17 +123,17 @@ def test_a_partial_run_from_the_ui_keeps_the_served_parameters_and_shows_its_pro
             return text if "benchmark edge-1t: fastest" in text else None
         return pages()
 
-    text = _wait(lambda: _call(api, all_logs), 60, "the run's last log lines")
+    text = wait(lambda: call(api, all_logs), 60, "the run's last log lines")
     assert "parameters: the served ones, with run.prune.iterations=3" in text
     assert "iteration 3/3 done" in text and "validation" in text and "benchmark edge-1t: fastest" in text
-    artifacts = _call(api, lambda c: c.read_artifacts(
+    artifacts = call(api, lambda c: c.read_artifacts(
         flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[final.id]))))
     assert next(a for a in artifacts if a.key == "prune-progress").data == 100.0
 
 
 def _run(api: str, deployment, params: dict, what: str):
-    run_id = _post(f"{api}/deployments/{deployment.id}/create_flow_run", {"parameters": {"params": params}})["id"]
-    final = _wait(lambda: (lambda r: r if r.state.is_final() else None)(_call(api, lambda c: c.read_flow_run(run_id))),
+    run_id = post(f"{api}/deployments/{deployment.id}/create_flow_run", {"parameters": {"params": params}})["id"]
+    final = wait(lambda: (lambda r: r if r.state.is_final() else None)(call(api, lambda c: c.read_flow_run(run_id))),
                   400, what)
     assert final.state.is_completed(), final.state.message
     return final

@@ -11,7 +11,7 @@ import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from tests.support.flows import tiny_params
-from tests.support.prefect_server import _call, _post, _wait
+from tests.support.prefect_server import call, post, wait
 
 pytestmark = pytest.mark.slow
 from tests.support.paths import ROOT as REPO
@@ -57,9 +57,9 @@ def _parent(api: str, params: dict):
     async def read(client):
         return await client.read_deployment_by_name("prune-and-export-pools/nightly-pools")
 
-    deployment = _call(api, read)
-    run_id = _post(f"{api}/deployments/{deployment.id}/create_flow_run", {"parameters": {"params": params}})["id"]
-    return _wait(lambda: (lambda r: r if r.state.is_final() else None)(_call(api, lambda c: c.read_flow_run(run_id))),
+    deployment = call(api, read)
+    run_id = post(f"{api}/deployments/{deployment.id}/create_flow_run", {"parameters": {"params": params}})["id"]
+    return wait(lambda: (lambda r: r if r.state.is_final() else None)(call(api, lambda c: c.read_flow_run(run_id))),
                  600, "the pooled run to finish")
 
 
@@ -78,7 +78,7 @@ def test_the_parent_runs_both_pools_and_shows_the_cpu_runs_summary_and_plots(poo
     final = _parent(api, _params(root))
     assert final.state.is_completed(), f"{final.state.message}\n{_worker_logs(folder)}"
 
-    artifacts = _call(api, lambda c: c.read_artifacts(
+    artifacts = call(api, lambda c: c.read_artifacts(
         flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[final.id]))))
     by_key = {a.key: a for a in artifacts if a.key}
     assert {"prune-and-export-summary", "prune-and-export-plots"} <= set(by_key)

@@ -11,13 +11,13 @@ import urllib.request
 from prefect.client.orchestration import PrefectClient
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _wait(predicate, seconds: float, what: str):
+def wait(predicate, seconds: float, what: str):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         value = predicate()
@@ -27,21 +27,21 @@ def _wait(predicate, seconds: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _healthy(api: str) -> bool:
+def healthy(api: str) -> bool:
     try:
         return urllib.request.urlopen(f"{api}/health", timeout=2).status == 200
     except OSError:
         return False
 
 
-def _call(api: str, fn):
+def call(api: str, fn):
     async def go():
         async with PrefectClient(api) as client:
             return await fn(client)
     return asyncio.run(go())
 
 
-def _post(url: str, body: dict, seconds: float = 90) -> dict:
+def post(url: str, body: dict, seconds: float = 90) -> dict:
     """POST as the UI does; a busy server (SQLite locked under a running flow) answers 503 or 429, which the
     UI and Prefect's own client retry, so this does too, with backoff, within a deadline."""
     deadline, pause = time.monotonic() + seconds, 0.5
