@@ -39,11 +39,12 @@ def probe_flows_every_epoch(config: RunConfig) -> bool:
 
 
 def dense_key(config: RunConfig) -> str:
-    """Hash of what fine-tuning depends on: seed, data, model, optimiser (not retraining's lr or schedule), fine-tuning
-    and probe settings."""
+    """Hash of what fine-tuning depends on: seed, data, model, optimiser (not retraining's lr, schedule or
+    distillation), fine-tuning and probe settings."""
     raw = config.model_dump(mode="json",
                             include={"seed", "data", "model", "optim", "finetune_epochs", "finetune_plateau_pp"})
-    for key in ("retrain_lr", "retrain_schedule"):  # retraining's: runs that vary only these share one dense network
+    # retraining's settings: runs that vary only these share one dense network
+    for key in ("retrain_lr", "retrain_schedule", "retrain_distill", "distill_temperature"):
         raw["optim"].pop(key, None)
     raw["probe"] = [config.prune.probe_size, config.prune.probe_batch, probe_flows_every_epoch(config)]
     canonical = json.dumps({"version": DENSE_CACHE_VERSION, **raw}, sort_keys=True, separators=(",", ":"))

@@ -36,6 +36,7 @@ from incop_core.models.zoo import build_model
 from incop_core.imp.records import chance_warnings
 from incop_core.imp.rundir import finished_iterations
 from incop_core.consistency.snapshot import take_snapshot
+from incop_core.training.distill import distiller
 from incop_core.training.train import CheckPlan, evaluate, steps_per_epoch, train
 from incop_core.imp.trajectory import group_survivors
 
@@ -170,6 +171,7 @@ class Pruning(NextDecision):
             raise IncopError(f"iteration {t} could not reach the followed sparsity {prune.follow[t - 1]} in "
                              f"{prune.scope} scope (a layer keeps at least one filter, neuron rows prune whole "
                              "shares); follow a run of the same scope")
+        teacher = distiller(self.model, dense, self.config.optim)
         self.model.load_state_dict(dense if prune.rewind == "finetuned" else previous[0])
         structured = prune.scope in magnitude.STRUCTURED
         mask.apply_(self.model, norms=structured)
@@ -182,7 +184,7 @@ class Pruning(NextDecision):
                        stream=prune.criterion.streams_flows(),
                        on_epoch=lambda row: self.emit("epoch", {"iteration": t, **row}),
                        plan=check_plan(prune.criterion, final, self.steps_per_epoch()),
-                       norms=structured)
+                       norms=structured, teacher=teacher)
         record = self.record(t, mask, result.epochs, result.stop_reason, result.history, time.perf_counter() - start,
                              result.flow_seconds + calibration,
                              {"pruned": sum(counts.values()), "epsilon": criterion.epsilon,

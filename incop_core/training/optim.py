@@ -23,6 +23,14 @@ class OptimConfig(BaseModel):
         "constant", exclude_if=lambda schedule: schedule == "constant",
         description="Retraining learning rate: constant keeps retrain_lr; cosine decays it towards 0 over each "
                     "iteration's retraining budget (a criterion may still stop earlier).")
+    retrain_distill: float = Field(  # left out of the JSON at its default, as retrain_schedule
+        0.0, ge=0, le=1, exclude_if=lambda weight: weight == 0.0,
+        description="Knowledge distillation in every retraining after a prune step: the loss is (1 - w) x cross "
+                    "entropy + w x T^2 x KL(fine-tuned dense network || pruned network) at temperature "
+                    "distill_temperature; 0 trains on the labels alone.")
+    distill_temperature: float = Field(
+        4.0, gt=0, le=100, exclude_if=lambda temperature: temperature == 4.0,
+        description="Softmax temperature T of retrain_distill (used only when retrain_distill > 0).")
 
     def retraining(self) -> "OptimConfig":
         """The optimiser settings of retraining: `retrain_lr` under `retrain_schedule`."""

@@ -20,6 +20,7 @@ from incop_core.platforms.devices import autocast
 from incop_core.platforms.distributed import all_sum, world, wrap
 from incop_core.foundations.errors import DataError, TrainingDiverged
 from incop_core.pruning.masks import Mask
+from incop_core.training.distill import Distiller
 from incop_core.training.masked_sgd import MaskedSGD
 from incop_core.consistency.streaming import StreamMonitor
 
@@ -47,15 +48,18 @@ def evaluate(model: nn.Module, split: Split, data: Dataset, device: torch.device
 
 def train_epoch(model: nn.Module, data: Dataset, opt: MaskedSGD, batch_size: int, device: torch.device,
                 generator: torch.Generator, monitor: Optional[StreamMonitor] = None,
-                after_step: Optional[Callable[[Callable[[], float]], bool]] = None) -> float:
-    """One pass over the training split; `after_step(mean_loss_so_far)` may end it early by returning True."""
+                after_step: Optional[Callable[[Callable[[], float]], bool]] = None,
+                teacher: Optional[Distiller] = None) -> float:
+    """One pass over the training split; `after_step(mean_loss_so_far)` may end it early by returning True; with a
+    `teacher`, the loss is its distillation loss."""
     model.train()
     total, seen = torch.zeros((), device=device), 0
     for images, labels in batches(data.train, batch_size, data, device, generator, sharded=world().active):
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device):
-            loss = F.cross_entropy(model(images), labels)
+            logits = model(images)
+            loss = teacher.loss(logits, images, labels) if teacher else F.cross_entropy(logits, labels)
         if monitor is not None:
             monitor.batch_done()
         loss.backward()
@@ -141,10 +145,11 @@ def check_trainable(model: nn.Module, data: Dataset) -> None:
 def train(model: nn.Module, data: Dataset, mask: Mask, optim: OptimConfig, criterion: Criterion, max_epochs: float,
           device: torch.device, seed: int, keep_best: bool = False, stream: bool = False,
           on_epoch: Optional[Callable[[dict], None]] = None, plan: CheckPlan = CheckPlan(),
-          norms: bool = False) -> TrainResult:
+          norms: bool = False, teacher: Optional[Distiller] = None) -> TrainResult:
     """Train until the criterion says stop or `max_epochs` (may be fractional) pass; raises TrainingDiverged on a
     NaN/inf loss. The criterion is asked as `plan` says; with `stream`, epoch-end records carry streamed IF/GF; `norms`
-    keeps the BatchNorms of whole pruned filters at zero (see MaskedSGD)."""
+    keeps the BatchNorms of whole pruned filters at zero (see MaskedSGD); a `teacher` distils into the model (its loss
+    is the reported training loss)."""
     check_trainable(model, data)
     torch.manual_seed(seed)
     opt = MaskedSGD(model, mask, optim, norms)
@@ -171,7 +176,7 @@ def train(model: nn.Module, data: Dataset, mask: Mask, optim: OptimConfig, crite
 
         before = loop.steps
         with monitor.watching() if monitor else nullcontext():
-            loss = train_epoch(trained, data, opt, batch_size, device, generator, monitor, after_step)
+            loss = train_epoch(trained, data, opt, batch_size, device, generator, monitor, after_step, teacher)
         if loop.steps == before:  # the watchdog: an epoch without a step would loop forever
             raise DataError(f"epoch {epoch} trained on no batch (this process's share of the {len(data.train)} "
                             "training images is empty); lower data.val_fraction or raise --train-subset")
