@@ -73,6 +73,9 @@ class PruneProgress:
             self.finished(read_json(Path(info["cached"]) / paths.RECORD), earlier=True)
         elif info["name"] == "finetune":
             print(f"fine-tune: up to {info['epochs']} epochs")
+        elif info["name"] == "noise":
+            print("fine-tune: a shared fine-tuning measured at another retraining rate; measuring its noise at this "
+                  "run's (1 epoch)")
         else:
             print(f"{self._label(info['iteration'])}: pruning, then retraining up to {info['max_epochs']} epochs")
 

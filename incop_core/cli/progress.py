@@ -26,7 +26,7 @@ class ProgressPrinter:
         self.bar.start()
         if kind == "stage":
             total = info.get("epochs") or info.get("max_epochs")
-            label = "fine-tune" if info["name"] == "finetune" else f"iteration {info['iteration']}"
+            label = "fine-tune" if info["name"] in ("finetune", "noise") else f"iteration {info['iteration']}"
             self.bar.reset(self.epochs, total=total, description=f"{label} epochs")
         elif kind == "epoch":
             distance = "" if info["distance"] is None else f", distance {info['distance']:.4f}"

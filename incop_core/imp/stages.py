@@ -18,7 +18,6 @@ from incop_core.imp.config import RunConfig
 from incop_core.criteria import CRITERIA, CriterionContext
 from incop_core.datasets.data import load_dataset
 from incop_core.datasets.splits import Dataset, batches
-from incop_core.pruning.decision import settle_steps
 from incop_core.datasets.placement import place_dataset
 from incop_core.platforms.devices import prepare_model, resolve
 from incop_core.platforms.distributed import barrier, world
@@ -27,17 +26,18 @@ from incop_core.consistency.distances import Snapshot
 from incop_core.foundations.fileio import copy_folder_atomic
 from incop_core.pruning.groups import channel_groups
 from incop_core.pruning.widths import auto_widths
-from incop_core.training.finetune import ALL_NEEDS, PLATEAU, FinetuneRecorder, SettleCapture, calibrate
+from incop_core.training.finetune import ALL_NEEDS, PLATEAU, FinetuneRecorder
 from incop_core.consistency.signals import gradient_flow, information_flow
 from incop_core.pruning.masks import Mask, prunable_weights
 from incop_core.imp.next_decision import NextDecision
+from incop_core.imp.noise import NOISE_AT, DenseNoise
 from incop_core.imp.plan import check_plan, dense_key, probe_flows_every_epoch, retrain_epochs
 from incop_core.models.zoo import build_model
 from incop_core.imp.records import chance_warnings
 from incop_core.imp.rundir import finished_iterations
 from incop_core.consistency.snapshot import take_snapshot
 from incop_core.training.distill import distiller
-from incop_core.training.train import CheckPlan, evaluate, steps_per_epoch, train
+from incop_core.training.train import evaluate, steps_per_epoch, train
 from incop_core.imp.trajectory import group_survivors
 
 Events = Callable[[str, dict], None]
@@ -47,7 +47,7 @@ def quiet(kind: str, info: dict) -> None:
     return None
 
 
-class Pruning(NextDecision):
+class Pruning(NextDecision, DenseNoise):
     """State shared by the stages of one run."""
 
     def __init__(self, config: RunConfig, run: Path, on_event: Events) -> None:
@@ -117,39 +117,35 @@ class Pruning(NextDecision):
         best = 1 + max(range(len(result.history)), key=lambda e: (result.history[e]["val_acc"] or -1.0, -e))
         flow_start = time.perf_counter()
         reference = self.snapshot(self.model, mask, ALL_NEEDS)
-        noise = calibrate(self.model, reference, lambda: self._retrain_once(mask), self.snapshot, mask,
-                          result.best_val_acc)
+        noise = self.measure_noise(mask, result.best_val_acc)
         record = self.record(0, mask, result.epochs,
                              result.stop_reason if result.stop_reason == PLATEAU else "finetune",
                              result.history, time.perf_counter() - start,
                              result.flow_seconds + time.perf_counter() - flow_start,
                              {"dense_best_val_acc": result.best_val_acc, "best_epoch": best,
-                              **recorder.summary(best, reference), "noise": noise})
+                              **recorder.summary(best, reference), "noise": noise,
+                              NOISE_AT: self.noise_settings()})
         self.save_iteration(0, mask, record, {paths.SETTLE: self._settle_moved} if self._settle_moved else None)
         if world().is_main:
             copy_folder_atomic(paths.iteration_dir(self.run, 0), paths.dense_cache(self.run, dense_key(self.config)))
         self.emit("iteration", record)
         return self.load_iteration(0)
 
-    def _retrain_once(self, mask: Mask) -> float:
-        """One retraining epoch of the dense network (nothing pruned); its validation accuracy. The weights after its
-        first decision-check interval are kept too (`settle.pt`): the decision noise of section 4.3."""
-        capture = SettleCapture()
-        result = train(self.model, self.data, mask, self.config.optim.retraining(), capture, 1, self.device,
-                       self.config.seed + 999, plan=CheckPlan(every_steps=settle_steps(self.steps_per_epoch())))
-        self._settle_moved = capture.weights
-        return result.history[-1]["val_acc"]
-
     def _from_dense_cache(self) -> bool:
         """Reuse the fine-tuning of another run with the same data, model, optimiser, seed and probe."""
         cached = paths.dense_cache(self.run, dense_key(self.config))
         if not (cached / paths.RECORD).is_file():
             return False
-        load_checkpoint(cached, self.model, cache_fix(cached))  # a damaged cache is named itself, not its copy
-        dense_record(cached, cache_fix(cached))
-        if world().is_main:
-            copy_folder_atomic(cached, paths.iteration_dir(self.run, 0))
-        barrier()
+        state, mask = load_checkpoint(cached, self.model, cache_fix(cached))  # a damaged cache is named, not its copy
+        record = dense_record(cached, cache_fix(cached))
+        if record.get(NOISE_AT) == self.noise_settings():
+            if world().is_main:
+                copy_folder_atomic(cached, paths.iteration_dir(self.run, 0))
+            barrier()
+        else:  # calibrated at another retraining rate: the same fine-tuning, its noise measured again
+            self.emit("stage", {"name": "noise", "epochs": 1})
+            self.model.load_state_dict(state)
+            self.save_iteration(0, mask, self.renoised(record, mask), {paths.SETTLE: self._settle_moved})
         self.emit("stage", {"name": "finetune", "epochs": 0, "cached": str(cached)})
         return True
 
