@@ -46,9 +46,11 @@ class Dataset:
 
 
 def batches(split: Split, batch_size: int, dataset: Dataset, device: torch.device,
-            generator: Optional[torch.Generator] = None,
-            sharded: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Normalised float batches on `device`; shuffled when a generator is given; this rank's shard when `sharded`."""
+            generator: Optional[torch.Generator] = None, sharded: bool = False,
+            training: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Normalised float batches on `device`; shuffled when a generator is given; this rank's shard when `sharded`.
+    `training` never yields a batch of one image (BatchNorm cannot train on it): a lone last image joins the batch
+    before it."""
     n = len(split)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     if sharded:
@@ -57,8 +59,11 @@ def batches(split: Split, batch_size: int, dataset: Dataset, device: torch.devic
     mean = torch.tensor(dataset.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(dataset.std, device=device).view(1, -1, 1, 1)
     on_device = split.images.device == device
-    for start in range(0, n, batch_size):
-        index = order[start:start + batch_size]
+    starts = list(range(0, n, batch_size))
+    if training and batch_size > 1 and len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()  # the lone last image joins the batch before it
+    for start, end in zip(starts, starts[1:] + [n]):
+        index = order[start:end]
         if on_device:
             index = index.to(device)
         images = split.images[index].to(device, non_blocking=True)

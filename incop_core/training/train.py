@@ -54,7 +54,8 @@ def train_epoch(model: nn.Module, data: Dataset, opt: MaskedSGD, batch_size: int
     `teacher`, the loss is its distillation loss."""
     model.train()
     total, seen = torch.zeros((), device=device), 0
-    for images, labels in batches(data.train, batch_size, data, device, generator, sharded=world().active):
+    for images, labels in batches(data.train, batch_size, data, device, generator, sharded=world().active,
+                                  training=True):
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device):
@@ -125,7 +126,9 @@ class _Loop:
 
 
 def steps_per_epoch(data: Dataset, batch_size: int) -> int:
-    return max(1, math.ceil(math.ceil(len(data.train) / world().size) / batch_size))
+    """Training batches per epoch on one process (a lone last image joins the batch before it, see `batches`)."""
+    images = math.ceil(len(data.train) / world().size)
+    return max(1, math.ceil(images / batch_size) - (images > batch_size and images % batch_size == 1))
 
 
 def check_trainable(model: nn.Module, data: Dataset) -> None:
