@@ -50,6 +50,10 @@ class PruneConfig(BaseModel):
                           "become removed latency on SIMD CPU kernels; auto measures the kept widths k-7..k of every "
                           "layer (group) with onnxruntime on one thread, once per machine, and keeps the widest within "
                           "5 % of the fastest; None keeps exact counts.")
+    round_mode: Literal["down", "nearest"] = Field(  # left out of the JSON at its default: old hashes hold
+        "down", exclude_if=lambda mode: mode == "down",
+        description="How an integer round_to rounds each kept count: down (never keeps more than the schedule asks) "
+                    "or nearest (the multiple closest to the ask, so narrow layers are not halved).")
     max_epochs: int = Field(20, ge=1, le=1000, description="Retraining epochs per iteration at most (exactly, for "
                                                            "fixed-epochs).")
     schedule: ScheduleConfig = Field(default_factory=lambda: SCHEDULES.config_for(DEFAULT_KINDS["schedule"])(),
@@ -75,6 +79,9 @@ class PruneConfig(BaseModel):
         if self.round_to is not None and self.scope not in PER_LAYER_FILTERS:
             raise ValueError("prune.round_to rounds each layer's filter count, so it needs scope layer-filter or "
                              f"group (got {self.scope}); set prune.scope=layer-filter or leave prune.round_to empty")
+        if self.round_mode != "down" and not isinstance(self.round_to, int):
+            raise ValueError(f"prune.round_mode={self.round_mode} rounds an integer prune.round_to (got "
+                             f"{self.round_to}); set prune.round_to=8, say, or leave prune.round_mode at down")
         return self
 
     @model_validator(mode="after")

@@ -36,7 +36,9 @@ class NextDecision:
                                                                          self.probe, self.groups))
         if prune.round_to == "auto":
             return self.widths.counts(counts, mask)
-        return magnitude.round_filter_counts(counts, mask, prune.round_to) if prune.round_to else counts
+        if not prune.round_to:
+            return counts
+        return magnitude.round_filter_counts(counts, mask, prune.round_to, prune.round_mode == "nearest")
 
     def decider(self, t: int, mask: Mask) -> Decide:
         """Weights -> the mask iteration t would prune `mask` to. A schedule that probes data (EGP) is asked once, on

@@ -97,18 +97,20 @@ def _prune_filters(weights, keep: dict[str, torch.Tensor], names: list[str], cou
         keep[name][channel] = False
 
 
-def round_filter_counts(counts: Mapping[str, int], mask: Mask, multiple: int) -> dict[str, int]:
+def round_filter_counts(counts: Mapping[str, int], mask: Mask, multiple: int, nearest: bool = False) -> dict[str, int]:
     """Per-layer filter counts adjusted so every layer keeps a multiple of `multiple` filters (`layer-filter` scope).
 
-    The kept count the schedule asked for is rounded down to a multiple, but never below `multiple`, and a layer with
-    no more than `multiple` live filters keeps what it has. CPU kernels run channel counts in SIMD blocks (8 floats
-    with AVX2), so 17 filters cost about what 24 do: rounding turns removed filters into removed latency.
+    The kept count the schedule asked for is rounded down to a multiple (`nearest`: to the nearest one, halves up, at
+    most what is alive), but never below `multiple`, and a layer with no more than `multiple` live filters keeps what
+    it has. CPU kernels run channel counts in SIMD blocks (8 floats with AVX2), so 17 filters cost about what 24 do:
+    rounding turns removed filters into removed latency.
     """
     rounded = {}
     for group, count in counts.items():
         alive = int(alive_filters(mask.tensors[group]).sum())
         keep = alive - min(max(count, 0), alive)
-        rounded[group] = alive - (max(multiple, keep // multiple * multiple) if alive > multiple else alive)
+        blocks = (2 * keep + multiple) // (2 * multiple) if nearest else keep // multiple
+        rounded[group] = alive - (min(alive, max(multiple, blocks * multiple)) if alive > multiple else alive)
     return rounded
 
 

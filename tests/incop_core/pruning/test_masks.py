@@ -146,6 +146,27 @@ def test_round_to_keeps_a_multiple_of_filters_per_layer_rounding_down_never_belo
     assert again[names[0]] == 8  # 24 - 4 = 20 -> 16
 
 
+def test_round_mode_nearest_keeps_the_multiple_closest_to_the_ask_and_never_more_than_is_alive():
+    from incop_core.imp.config import validate
+    from incop_core.foundations.errors import ConfigError
+
+    model = _wide()
+    dense = Mask.dense(model)
+    names = list(prunable_weights(model))[:-1]  # 32, 20 and 6 filters
+    asked = {names[0]: 6, names[1]: 7, names[2]: 1}  # keep 26, 13, 5
+    assert magnitude.round_filter_counts(asked, dense, 8, nearest=True) == {names[0]: 8, names[1]: 4, names[2]: 0}
+    assert magnitude.round_filter_counts(asked, dense, 8) == {names[0]: 8, names[1]: 12, names[2]: 0}  # 13 -> 8
+    assert magnitude.round_filter_counts({names[1]: 0}, dense, 8, nearest=True) == {names[1]: 0}  # 20 -> 24: 20
+    for count, kept in ((19, 16), (20, 16), (21, 8)):  # keep 13 -> 16, 12 -> 16 (a half rounds up), 11 -> 8
+        assert magnitude.round_filter_counts({names[0]: count}, dense, 8, nearest=True) == {names[0]: 32 - kept}
+    plain = validate({"prune": {"scope": "group", "round_to": 8}})
+    assert "round_mode" not in plain.model_dump(mode="json")["prune"]  # old hashes hold
+    assert validate({"prune": {"scope": "group", "round_to": 8, "round_mode": "nearest"}}).config_hash() != \
+        plain.config_hash()
+    with pytest.raises(ConfigError, match="integer prune.round_to"):
+        validate({"prune": {"scope": "group", "round_to": "auto", "round_mode": "nearest"}})
+
+
 def test_round_to_needs_the_layer_filter_scope():
     from incop_core.imp.config import validate
     from incop_core.foundations.errors import ConfigError
