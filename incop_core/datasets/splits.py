@@ -45,6 +45,14 @@ class Dataset:
         return tuple(self.train.images.shape[1:])
 
 
+def batch_starts(n: int, batch_size: int, training: bool) -> list[int]:
+    """Where the batches over n images start; in `training`, a lone last image joins the batch before it."""
+    starts = list(range(0, n, batch_size))
+    if training and batch_size > 1 and len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()  # BatchNorm cannot train on a batch of one
+    return starts
+
+
 def batches(split: Split, batch_size: int, dataset: Dataset, device: torch.device,
             generator: Optional[torch.Generator] = None, sharded: bool = False,
             training: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -59,9 +67,7 @@ def batches(split: Split, batch_size: int, dataset: Dataset, device: torch.devic
     mean = torch.tensor(dataset.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(dataset.std, device=device).view(1, -1, 1, 1)
     on_device = split.images.device == device
-    starts = list(range(0, n, batch_size))
-    if training and batch_size > 1 and len(starts) > 1 and n - starts[-1] == 1:
-        starts.pop()  # the lone last image joins the batch before it
+    starts = batch_starts(n, batch_size, training)
     for start, end in zip(starts, starts[1:] + [n]):
         index = order[start:end]
         if on_device:

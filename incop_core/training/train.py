@@ -15,7 +15,7 @@ from torch import nn
 
 from incop_core.training.optim import OptimConfig
 from incop_core.criteria import MAX_EPOCHS, Criterion, EpochRecord, Verdict
-from incop_core.datasets.splits import Dataset, Split, batches
+from incop_core.datasets.splits import Dataset, Split, batch_starts, batches
 from incop_core.platforms.devices import autocast
 from incop_core.platforms.distributed import all_sum, world, wrap
 from incop_core.foundations.errors import DataError, TrainingDiverged
@@ -127,8 +127,7 @@ class _Loop:
 
 def steps_per_epoch(data: Dataset, batch_size: int) -> int:
     """Training batches per epoch on one process (a lone last image joins the batch before it, see `batches`)."""
-    images = math.ceil(len(data.train) / world().size)
-    return max(1, math.ceil(images / batch_size) - (images > batch_size and images % batch_size == 1))
+    return max(1, len(batch_starts(math.ceil(len(data.train) / world().size), batch_size, training=True)))
 
 
 def check_trainable(model: nn.Module, data: Dataset) -> None:
