@@ -3,6 +3,7 @@
 import importlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,10 +47,13 @@ def test_the_dockerfile_install_commands_give_a_working_incop_in_a_fresh_virtual
     """Runs the image's install steps in a fresh venv: torch (from this machine's wheels instead of the
     index URL the image uses), then the project, then `incop --help` exactly as the Dockerfile does."""
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-cache-dir"]
-    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    subprocess.run([*pip, "torch==2.14.1", "torchvision==0.29.1"], check=True, env=env, timeout=900)
-    subprocess.run([*pip, f"{ROOT}[pipeline]"], check=True, env=env, timeout=900)
-    done = subprocess.run([str(venv / "bin" / "incop"), "--help"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and "prune" in done.stdout and "pull" in done.stdout
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-cache-dir"]
+        env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+        subprocess.run([*pip, "torch==2.14.1", "torchvision==0.29.1"], check=True, env=env, timeout=900)
+        subprocess.run([*pip, f"{ROOT}[pipeline]"], check=True, env=env, timeout=900)
+        done = subprocess.run([str(venv / "bin" / "incop"), "--help"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "prune" in done.stdout and "pull" in done.stdout
+    finally:  # the venv holds several GB (torch with its CUDA libraries): pytest keeps the last 3 temp trees
+        shutil.rmtree(venv, ignore_errors=True)
