@@ -13,6 +13,7 @@ from pydantic_core import PydanticCustomError
 from incop_core.criteria import CRITERIA
 from incop_core.datasets.config import DataConfig
 from incop_core.foundations.errors import ConfigError
+from incop_core.foundations.hashdump import NEW_SETTING, hashed_dump
 from incop_core.pruning.magnitude import PER_LAYER_FILTERS, Scope
 from incop_core.models.zoo import ModelConfig
 from incop_core.foundations.rawconfig import MAX_DEPTH, boolean_number, too_deep
@@ -50,8 +51,8 @@ class PruneConfig(BaseModel):
                           "become removed latency on SIMD CPU kernels; auto measures the kept widths k-7..k of every "
                           "layer (group) with onnxruntime on one thread, once per machine, and keeps the widest within "
                           "5 % of the fastest; None keeps exact counts.")
-    round_mode: Literal["down", "nearest"] = Field(  # left out of the JSON at its default: old hashes hold
-        "down", exclude_if=lambda mode: mode == "down",
+    round_mode: Annotated[Literal["down", "nearest"], NEW_SETTING] = Field(  # hashed only off its default
+        "down",
         description="How an integer round_to rounds each kept count: down (never keeps more than the schedule asks) "
                     "or nearest (the multiple closest to the ask, so narrow layers are not halved).")
     max_epochs: int = Field(20, ge=1, le=1000, description="Retraining epochs per iteration at most (exactly, for "
@@ -161,7 +162,7 @@ class RunConfig(BaseModel):
 
     def config_hash(self) -> str:
         """Hash of the canonical config (device excluded: it does not change what is computed)."""
-        canonical = json.dumps(self.model_dump(mode="json", exclude=NOT_HASHED), sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(hashed_dump(self, exclude=NOT_HASHED), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 

@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 
 from incop_core.consistency.distances import Snapshot
+from incop_core.foundations.hashdump import hashed_dump
 from incop_core.criteria import CriterionContext
 from incop_core.imp.config import RunConfig
 from incop_core.pruning.decision import settle_steps
@@ -41,8 +42,7 @@ def probe_flows_every_epoch(config: RunConfig) -> bool:
 def dense_key(config: RunConfig) -> str:
     """Hash of what fine-tuning depends on: seed, data, model, optimiser (not retraining's lr, schedule or
     distillation), fine-tuning and probe settings."""
-    raw = config.model_dump(mode="json",
-                            include={"seed", "data", "model", "optim", "finetune_epochs", "finetune_plateau_pp"})
+    raw = hashed_dump(config, include={"seed", "data", "model", "optim", "finetune_epochs", "finetune_plateau_pp"})
     # retraining's settings: runs that vary only these share one dense network
     for key in ("retrain_lr", "retrain_schedule", "retrain_distill", "distill_temperature"):
         raw["optim"].pop(key, None)

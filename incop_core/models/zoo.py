@@ -12,6 +12,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidatorFu
 from torch import nn
 
 from incop_core.foundations.errors import ConfigError
+from incop_core.foundations.hashdump import NEW_SETTING
 from incop_core.models.factory import build_custom
 from incop_core.foundations.pathkind import FILE, not_a
 
@@ -35,8 +36,8 @@ class ModelConfig(BaseModel):
     weights: Optional[str] = Field(None, description="Local state-dict file to start from; it must fit the model "
                                                      "exactly (same name, width or kwargs, input and classes).")
     width: int = Field(32, ge=4, le=256, description="First-layer channels of small-cnn (later layers double).")
-    kwargs: dict[str, Any] = Field(  # left out of the JSON when empty: configs from before the field keep their hash
-        default_factory=dict, exclude_if=lambda kwargs: not kwargs,
+    kwargs: Annotated[dict[str, Any], NEW_SETTING] = Field(  # hashed only when not empty
+        default_factory=dict,
         description="Keyword arguments of a 'package.module:factory' model (JSON values); it also gets "
                     "in_channels/channels, image_size/size and num_classes from the data when its signature names them "
                     "and kwargs does not.")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from incop_core.foundations.hashdump import NEW_SETTING
 
 
 class OptimConfig(BaseModel):
@@ -19,17 +21,17 @@ class OptimConfig(BaseModel):
                               "dense network converges (a real plateau); constant keeps lr.")
     retrain_lr: Optional[float] = Field(None, gt=0, le=10, description="Learning rate of every retraining after a "
                                         "prune step (None: lr / 10, the fine-tuning regime).")
-    retrain_schedule: Literal["constant", "cosine"] = Field(  # left out of the JSON at its default: old hashes hold
-        "constant", exclude_if=lambda schedule: schedule == "constant",
+    retrain_schedule: Annotated[Literal["constant", "cosine"], NEW_SETTING] = Field(  # hashed only off its default
+        "constant",
         description="Retraining learning rate: constant keeps retrain_lr; cosine decays it towards 0 over each "
                     "iteration's retraining budget (a criterion may still stop earlier).")
-    retrain_distill: float = Field(  # left out of the JSON at its default, as retrain_schedule
-        0.0, ge=0, le=1, exclude_if=lambda weight: weight == 0.0,
+    retrain_distill: Annotated[float, NEW_SETTING] = Field(
+        0.0, ge=0, le=1,
         description="Knowledge distillation in every retraining after a prune step: the loss is (1 - w) x cross "
                     "entropy + w x T^2 x KL(fine-tuned dense network || pruned network) at temperature "
                     "distill_temperature; 0 trains on the labels alone.")
-    distill_temperature: float = Field(
-        4.0, gt=0, le=100, exclude_if=lambda temperature: temperature == 4.0,
+    distill_temperature: Annotated[float, NEW_SETTING] = Field(
+        4.0, gt=0, le=100,
         description="Softmax temperature T of retrain_distill (used only when retrain_distill > 0).")
 
     def retraining(self) -> "OptimConfig":

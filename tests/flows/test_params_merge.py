@@ -74,6 +74,27 @@ def test_a_deployment_run_merges_what_the_caller_set_onto_the_served_parameters(
     assert effective.run.prune.iterations == 8 and effective.run.data.train_subset == 20000
 
 
+def test_served_settings_at_the_librarys_defaults_stay_there_under_a_partial_run(monkeypatch):
+    """The main job distils and decays its retraining rate; a deployment served with the library's plain retraining
+    (no distillation, constant rate, round_mode down) must keep it when the UI sends only run.prune.iterations, so
+    every setting is in the served dump even at its default (only the hash leaves new settings out)."""
+    plain = validate({"data": {"name": "synthetic"}, "prune": {"scope": "group", "round_to": 8}})
+    served = PipelineParams(run=plain).model_dump(mode="json")
+    assert PipelineParams().run.optim.retrain_distill == 0.5  # the main job's, which the merge must not bring in
+    monkeypatch.setattr(flows.pipeline, "served_params", lambda: served)
+    partial = PipelineParams.model_validate({"run": {"prune": {"iterations": 3}}})
+    effective = flows.pipeline.effective_params(partial).run
+    assert (effective.optim.retrain_distill, effective.optim.retrain_schedule, effective.prune.round_mode,
+            effective.prune.criterion.final_epochs) == (0.0, "constant", "down", None)
+    assert effective == plain.model_copy(update={"prune": plain.prune.model_copy(update={"iterations": 3})})
+
+
+def test_a_config_file_dumped_from_a_run_keeps_its_settings_at_the_librarys_defaults(tmp_path):
+    plain = validate({"data": {"name": "synthetic"}})
+    (tmp_path / "params.json").write_text(PipelineParams(run=plain).model_dump_json())
+    assert load_params(tmp_path / "params.json", []).run == plain
+
+
 def test_a_direct_call_is_used_as_given(monkeypatch):
     monkeypatch.setattr(flows.pipeline, "served_params", lambda: None)
     run = validate({"data": {"name": "synthetic"}, "prune": {"scope": "filter"}})
