@@ -119,13 +119,19 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="deploy_mobilenet", help="Result file stem under --out.")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
+    command = "python bench/deploy_mobilenet.py " + " ".join(argv if argv is not None else sys.argv[1:])
     results = []
     for model in args.models:
         for scope in args.scopes:
             results.append(measure(args, model, scope))
             print(json.dumps({k: results[-1][k] for k in ("model", "scope", "published", "meets", "retrain_epochs")}),
                   flush=True)
-    command = "python bench/deploy_mobilenet.py " + " ".join(argv if argv is not None else sys.argv[1:])
+            write_results(args, results, command)  # after every run: an hours-long bench keeps what it finished
+    print(table(results))
+    return 0
+
+
+def write_results(args, results: list[dict], command: str) -> None:
     write_json_atomic(args.out / f"{args.name}.json", {"results": results, "targets": TARGET, "command": command})
     budget = ("the full training split" if not args.train_subset else
               f"a {args.train_subset}-image training subset and {args.finetune_epochs} fine-tuning epochs (CPU budget)")
@@ -134,8 +140,6 @@ def main(argv=None) -> int:
         f"Trained on {budget}, FashionMNIST's own 28x28 inputs; accuracy on the full test split "
         f"({results[0]['test_images']} images); speed-ups are p50 against dense in the same process.", "",
         table(results), "", f"Reproduce: `{command}`", ""]))
-    print(table(results))
-    return 0
 
 
 if __name__ == "__main__":
